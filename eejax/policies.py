@@ -1,0 +1,173 @@
+"""Exit policies: per sample, does it leave at exit k?
+
+A `Policy` is a pytree: its thresholds are array leaves, so a jitted engine takes new thresholds
+without recompiling, and its rule is static. Policies may carry per-sample state (patience
+counters, an oracle's target exit); engines that drop exited samples (`compact`, `stream`) carry
+that state along with the surviving samples.
+
+    fire, state = policy.decide(logits_k, k, state)     logits_k: [B, C]  ->  fire: [B] bool
+
+The last exit takes every sample still running; engines apply that rule, not the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+PolicyState = Any
+
+# Rules that compare one confidence score per exit with a threshold: (score, fires when).
+_THRESHOLD_RULES = ("max_prob", "entropy", "margin")
+
+
+@struct.dataclass
+class Policy:
+    """An exit rule and its parameters. Build one with the functions of this module.
+
+    Attributes:
+      rule: "max_prob" | "entropy" | "margin" | "patience" | "oracle".
+      thresholds: [K-1] one threshold per exit except the last (threshold rules).
+      patience: exits in a row with an unchanged prediction before leaving ("patience").
+      exit_index: [N] target exit of every sample of the dataset, by index ("oracle").
+    """
+
+    rule: str = struct.field(pytree_node=False)
+    thresholds: Any = None
+    patience: int = struct.field(pytree_node=False, default=0)
+    exit_index: Any = None
+
+    def check(self, num_exits: int, num_classes: int) -> None:
+        """Raises ValueError if this policy does not fit a net with these exits and classes."""
+        if self.rule in _THRESHOLD_RULES:
+            if len(self.thresholds) != num_exits - 1:
+                raise ValueError(
+                    f"thresholds must hold one value per exit except the last: "
+                    f"{num_exits - 1} for a {num_exits}-exit net, got {len(self.thresholds)}"
+                )
+        elif self.rule == "oracle":
+            high = int(np.max(self.exit_index)) if np.size(self.exit_index) else 0
+            if high >= num_exits:
+                raise ValueError(
+                    f"exit_index must lie in [0, {num_exits}) for a {num_exits}-exit net, "
+                    f"got a maximum of {high}"
+                )
+
+    def init_state(self, index: jax.Array) -> PolicyState:
+        """Per-sample state for the samples with dataset indices `index` [B]."""
+        if self.rule == "patience":
+            return {"prediction": jnp.full(index.shape, -1, jnp.int32),
+                    "count": jnp.zeros(index.shape, jnp.int32)}
+        if self.rule == "oracle":
+            return {"target": jnp.asarray(self.exit_index, jnp.int32)[index]}
+        return {}
+
+    def decide(self, logits: jax.Array, k: int, state: PolicyState) -> tuple[jax.Array, PolicyState]:
+        """Whether each sample leaves at exit k (a Python int). logits: [B, C] -> fire: [B]."""
+        if self.rule == "max_prob":
+            return _max_prob(logits) >= self.thresholds[k], state
+        if self.rule == "entropy":
+            return _entropy(logits) <= self.thresholds[k], state
+        if self.rule == "margin":
+            return _margin(logits) >= self.thresholds[k], state
+        if self.rule == "patience":
+            prediction = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            same = prediction == state["prediction"]
+            count = jnp.where(same, state["count"] + 1, 0)
+            return count >= self.patience, {"prediction": prediction, "count": count}
+        if self.rule == "oracle":
+            return state["target"] <= k, state
+        raise ValueError(f"unknown policy rule {self.rule!r}")
+
+
+def _max_prob(logits: jax.Array) -> jax.Array:
+    return jnp.max(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
+
+
+def _entropy(logits: jax.Array) -> jax.Array:
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def _margin(logits: jax.Array) -> jax.Array:
+    top2 = jax.lax.top_k(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), 2)[0]
+    return top2[..., 0] - top2[..., 1]
+
+
+def confidence(rule: str, logits: jax.Array) -> jax.Array:
+    """The score a threshold rule compares, oriented so that higher means "exit sooner".
+
+    logits: [..., C] -> [...]; for "entropy" it is minus the entropy.
+    """
+    if rule == "max_prob":
+        return _max_prob(logits)
+    if rule == "entropy":
+        return -_entropy(logits)
+    if rule == "margin":
+        return _margin(logits)
+    raise ValueError(f"rule must be one of {list(_THRESHOLD_RULES)}, got {rule!r}")
+
+
+def _thresholds(values: Sequence[float], low: float, high: float | None, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError(f"thresholds must be a 1-D sequence (one per exit but the last), "
+                         f"got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"thresholds must be finite, got {array.tolist()}")
+    if np.any(array < low) or (high is not None and np.any(array > high)):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"thresholds for {what} must lie in {bound}, got {array.tolist()}")
+    return array
+
+
+def max_prob(thresholds: Sequence[float]) -> Policy:
+    """Exit when the largest softmax probability >= threshold (thresholds in [0, 1])."""
+    return Policy("max_prob", _thresholds(thresholds, 0.0, 1.0, "max_prob"))
+
+
+def entropy(thresholds: Sequence[float]) -> Policy:
+    """Exit when the softmax entropy (nats) <= threshold (BranchyNet); thresholds >= 0."""
+    return Policy("entropy", _thresholds(thresholds, 0.0, None, "entropy"))
+
+
+def margin(thresholds: Sequence[float]) -> Policy:
+    """Exit when top-1 minus top-2 softmax probability >= threshold (thresholds in [0, 1])."""
+    return Policy("margin", _thresholds(thresholds, 0.0, 1.0, "margin"))
+
+
+def patience(n: int) -> Policy:
+    """PABEE: exit once the prediction has stayed the same for `n` consecutive exits."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"patience must be an integer >= 1, got {n!r}")
+    return Policy("patience", patience=int(n))
+
+
+def oracle(exit_index: Sequence[int]) -> Policy:
+    """Sample i leaves at exit `exit_index[i]` (i = its index in the dataset or batch).
+
+    For benchmarks with a controlled exit distribution, and for tests.
+    """
+    array = np.asarray(exit_index)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or np.any(array < 0):
+        raise ValueError(f"exit_index must be a 1-D array of non-negative integers, "
+                         f"got dtype {array.dtype} and shape {array.shape}")
+    return Policy("oracle", exit_index=array.astype(np.int32))
+
+
+_BUILDERS = {"max_prob": max_prob, "entropy": entropy, "margin": margin}
+
+
+def from_config(name: str, **options: Any) -> Policy:
+    """A policy from a config entry, e.g. from_config("max_prob", thresholds=[0.9, 0.9])."""
+    if name == "patience":
+        return patience(**options)
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown policy {name!r}; expected one of "
+                         f"{sorted([*_BUILDERS, 'patience'])}")
+    return _BUILDERS[name](**options)

@@ -1,0 +1,188 @@
+"""The `stream` engine: every stage runs on full batches of survivors drawn from a stream.
+
+Each stage k >= 1 owns a device-side ring buffer of capacity 2B holding the samples that survived
+stage k-1 (activations, original index, policy state). One jitted step per stage:
+
+    take B rows from its buffer -> stage k, head k, policy -> emit the samples that exit
+    -> scatter the survivors onto the tail of stage k+1's buffer (donated, updated in place)
+
+The host only keeps counts: after each step it reads how many survived (one scalar), and runs
+stage k+1 whenever its buffer holds a full batch. At the end of the stream the partial buffers are
+flushed with a validity mask. Samples finish out of order; the result is put back in stream order
+(`InferenceResult` rows follow the order samples arrived in).
+
+Compiled shapes: one step per stage at batch B, plus stage 0 at the size of a short last batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from eejax.engines import InferenceResult, exit_fires
+from eejax.network import EarlyExitNet, Variables
+from eejax.policies import Policy
+
+
+class _Buffer:
+    """Host-side bookkeeping of one stage's device ring buffer."""
+
+    def __init__(self, arrays: dict, capacity: int):
+        self.arrays = arrays  # {"h": [cap, ...], "index": [cap], "state": pytree [cap, ...]}
+        self.capacity = capacity
+        self.head = 0  # next row to read
+        self.count = 0  # rows held
+
+    @property
+    def tail(self) -> int:
+        return (self.head + self.count) % self.capacity
+
+
+def stream_infer(
+    net: EarlyExitNet,
+    variables: Variables,
+    batches: Iterable[jax.Array],
+    policy: Policy,
+    batch_size: int,
+) -> InferenceResult:
+    """Early-exit inference over a stream of input batches.
+
+    Args:
+      net, variables, policy: as for `eejax.infer`.
+      batches: arrays [b, *input_shape] with b <= batch_size; sample i of the stream (counting
+        across batches) gets dataset index i, which an oracle policy uses.
+      batch_size: B, the batch every stage runs at.
+
+    Returns:
+      An `InferenceResult` over all samples, in stream order.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    policy.check(net.num_exits, net.num_classes)
+    steps = _steps(net, int(batch_size))
+    capacity = 2 * batch_size
+    buffers: list[_Buffer | None] = [None] * net.num_exits
+    emitted: list[tuple[jax.Array, jax.Array, jax.Array, int]] = []
+    seen = 0
+
+    def push(k: int, out: dict | None, survivors: jax.Array | None) -> None:
+        """Records what step k-1 appended to stage k's buffer, then drains full batches."""
+        if k >= net.num_exits or out is None:
+            return
+        buffers[k].arrays = out
+        buffers[k].count += int(survivors)  # the one device-to-host read per step
+        while buffers[k].count >= batch_size:
+            run(k)
+
+    def run(k: int) -> None:
+        buffer, target = buffers[k], buffers[k + 1] if k + 1 < net.num_exits else None
+        n = min(buffer.count, batch_size)
+        out, survivors, logits, leave, index = steps.later[k](
+            variables, policy, buffer.arrays, buffer.head, n,
+            None if target is None else target.arrays, 0 if target is None else target.tail)
+        buffer.head = (buffer.head + n) % capacity
+        buffer.count -= n
+        emitted.append((logits, leave, index, k))
+        push(k + 1, out, survivors)
+
+    for x in batches:
+        net.check_input(x, name="a batch of the stream")
+        size = x.shape[0]
+        if size > batch_size:
+            raise ValueError(f"a batch of the stream holds {size} samples, more than "
+                             f"batch_size={batch_size}")
+        index = jnp.arange(seen, seen + size, dtype=jnp.int32)
+        if net.num_exits > 1 and buffers[1] is None:
+            _allocate(net, variables, policy, buffers, x, capacity)
+        out, survivors, logits, leave = steps.first(
+            variables, policy, jnp.asarray(x), index,
+            None if net.num_exits == 1 else buffers[1].arrays,
+            0 if net.num_exits == 1 else buffers[1].tail)
+        emitted.append((logits, leave, index, 0))
+        seen += size
+        push(1, out, survivors)
+    for k in range(1, net.num_exits):  # flush partial buffers, shallow to deep
+        while buffers[k] is not None and buffers[k].count > 0:
+            run(k)
+    return _assemble(net, emitted, seen)
+
+
+def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
+    """Puts emitted samples back in stream order (one transfer at the end)."""
+    if total == 0:
+        raise ValueError("the stream held no batches")
+    emitted = jax.device_get(emitted)
+    num_classes = emitted[0][0].shape[-1]
+    logits = np.zeros((total, num_classes), np.float32)
+    exit_index = np.full(total, -1, np.int32)
+    for chunk_logits, leave, index, k in emitted:
+        logits[index[leave]] = chunk_logits[leave]
+        exit_index[index[leave]] = k
+    if np.any(exit_index < 0):  # an engine bug, never a user error
+        raise RuntimeError("stream engine lost samples")
+    cost = np.asarray(net.costs.to_exit, np.float32)[exit_index]
+    return InferenceResult(jnp.asarray(logits), jnp.asarray(exit_index), jnp.asarray(cost))
+
+
+def _allocate(net, variables, policy, buffers, x, capacity) -> None:
+    """Creates an empty ring buffer for every stage after the first."""
+    state = jax.eval_shape(policy.init_state, jnp.zeros(capacity, jnp.int32))
+    shapes = net.feature_shapes()
+    for k in range(1, net.num_exits):
+        arrays = {
+            "h": jnp.zeros((capacity, *shapes[k - 1]), x.dtype),
+            "index": jnp.zeros(capacity, jnp.int32),
+            "state": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state),
+        }
+        buffers[k] = _Buffer(arrays, capacity)
+
+
+class _Steps:
+    def __init__(self, first, later):
+        self.first = first
+        self.later = later
+
+
+@functools.lru_cache(maxsize=16)
+def _steps(net: EarlyExitNet, batch_size: int) -> _Steps:
+    """The jitted per-stage steps for one net and batch size."""
+
+    def append(out, tail, h, index, state, keep):
+        """Scatters the rows where `keep` onto the ring buffer `out` from position `tail`."""
+        capacity = out["index"].shape[0]
+        slot = jnp.where(keep, (tail + jnp.cumsum(keep) - 1) % capacity, capacity)
+        put = lambda buf, rows: buf.at[slot].set(rows.astype(buf.dtype), mode="drop")
+        out = {"h": put(out["h"], h), "index": put(out["index"], index),
+               "state": jax.tree.map(put, out["state"], state)}
+        return out, jnp.sum(keep)
+
+    def first(variables, policy, x, index, out, tail):
+        h = net.apply_stage(0, variables, x)
+        logits = net.apply_head(0, variables, h)
+        leave, state = exit_fires(policy, logits, 0, net.num_exits, policy.init_state(index))
+        if out is None:
+            return None, None, logits, leave
+        out, survivors = append(out, tail, h, index, state, ~leave)
+        return out, survivors, logits, leave
+
+    def later_step(k, variables, policy, buffer, head, count, out, tail):
+        capacity = buffer["index"].shape[0]
+        slots = (head + jnp.arange(batch_size)) % capacity
+        rows = jax.tree.map(lambda a: jnp.take(a, slots, axis=0), buffer)
+        valid = jnp.arange(batch_size) < count
+        h = net.apply_stage(k, variables, rows["h"])
+        logits = net.apply_head(k, variables, h)
+        fire, state = exit_fires(policy, logits, k, net.num_exits, rows["state"])
+        leave = fire & valid
+        if out is None:
+            return None, None, logits, leave, rows["index"]
+        out, survivors = append(out, tail, h, rows["index"], state, valid & ~leave)
+        return out, survivors, logits, leave, rows["index"]
+
+    later = {k: jax.jit(functools.partial(later_step, k), donate_argnums=(5,))
+             for k in range(1, net.num_exits)}
+    return _Steps(jax.jit(first, donate_argnums=(4,)), later)
