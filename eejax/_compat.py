@@ -11,7 +11,6 @@ from typing import Any
 import jax
 
 
-
 def shard_map(fn: Callable, *, mesh: Any, in_specs: Any, out_specs: Any) -> Callable:
     """`jax.shard_map` without the replication check (each shard computes independently).
 

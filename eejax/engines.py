@@ -155,8 +155,12 @@ def cost_of_exit(net: EarlyExitNet, exit_index: jax.Array) -> jax.Array:
     return jnp.asarray(net.costs.to_exit, jnp.float32)[exit_index]
 
 
-def _dense(net, variables, x, policy, index) -> InferenceResult:
-    exit_logits = net.apply_all(variables, x)  # [K, B, C]
+def select_exits(net: EarlyExitNet, policy: Policy, exit_logits: jax.Array,
+                 index: jax.Array) -> InferenceResult:
+    """The policy applied to precomputed logits of every exit (traceable).
+
+    exit_logits: [K, B, C]; index: [B] dataset indices of the samples.
+    """
     state = policy.init_state(index)
     fires = []
     for k in range(net.num_exits):
@@ -165,6 +169,10 @@ def _dense(net, variables, x, policy, index) -> InferenceResult:
     exit_index = jnp.argmax(jnp.stack(fires), axis=0).astype(jnp.int32)  # first exit that fires
     logits = jnp.take_along_axis(exit_logits, exit_index[None, :, None], axis=0)[0]
     return InferenceResult(logits, exit_index, cost_of_exit(net, exit_index), exit_logits)
+
+
+def _dense(net, variables, x, policy, index) -> InferenceResult:
+    return select_exits(net, policy, net.apply_all(variables, x), index)
 
 
 def _masked(net, variables, x, policy, index) -> InferenceResult:

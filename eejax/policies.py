@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from eejax.registry import Registry
+
 PolicyState = Any
 
 # Rules that compare one confidence score per exit with a threshold: (score, fires when).
@@ -67,7 +69,8 @@ class Policy:
             return {"target": jnp.asarray(self.exit_index, jnp.int32)[index]}
         return {}
 
-    def decide(self, logits: jax.Array, k: int, state: PolicyState) -> tuple[jax.Array, PolicyState]:
+    def decide(self, logits: jax.Array, k: int,
+               state: PolicyState) -> tuple[jax.Array, PolicyState]:
         """Whether each sample leaves at exit k (a Python int). logits: [B, C] -> fire: [B]."""
         if self.rule == "max_prob":
             return _max_prob(logits) >= self.thresholds[k], state
@@ -141,11 +144,11 @@ def margin(thresholds: Sequence[float]) -> Policy:
     return Policy("margin", _thresholds(thresholds, 0.0, 1.0, "margin"))
 
 
-def patience(n: int) -> Policy:
-    """PABEE: exit once the prediction has stayed the same for `n` consecutive exits."""
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"patience must be an integer >= 1, got {n!r}")
-    return Policy("patience", patience=int(n))
+def patience(count: int) -> Policy:
+    """PABEE: exit once the prediction has stayed the same for `count` consecutive exits."""
+    if not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"patience count must be an integer >= 1, got {count!r}")
+    return Policy("patience", patience=int(count))
 
 
 def oracle(exit_index: Sequence[int]) -> Policy:
@@ -160,14 +163,11 @@ def oracle(exit_index: Sequence[int]) -> Policy:
     return Policy("oracle", exit_index=array.astype(np.int32))
 
 
-_BUILDERS = {"max_prob": max_prob, "entropy": entropy, "margin": margin}
+REGISTRY = Registry("policy")
+for _builder in (max_prob, entropy, margin, patience):
+    REGISTRY.register(_builder.__name__)(_builder)
 
 
 def from_config(name: str, **options: Any) -> Policy:
-    """A policy from a config entry, e.g. from_config("max_prob", thresholds=[0.9, 0.9])."""
-    if name == "patience":
-        return patience(**options)
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown policy {name!r}; expected one of "
-                         f"{sorted([*_BUILDERS, 'patience'])}")
-    return _BUILDERS[name](**options)
+    """A policy by name, e.g. from_config("max_prob", thresholds=[0.9, 0.9])."""
+    return REGISTRY.get(name, **options)

@@ -3,7 +3,7 @@
 Stage 0 is a 3x3 stem plus residual blocks at full resolution; every later stage halves the
 resolution and doubles the width, so the stages cost about the same FLOPs (a useful property for
 early exit: leaving one stage earlier saves a fixed share of the work). Each exit head is small:
-batch norm, ReLU, global average pooling and one dense layer.
+one strided 3x3 convolution, batch norm, ReLU, global average pooling and a dense layer.
 """
 
 from __future__ import annotations
@@ -58,12 +58,19 @@ class ResNetStage(nn.Module):
 
 
 class PoolHead(nn.Module):
-    """Exit head: BN, ReLU, global average pooling, dense. [B, H, W, D] -> [B, C]."""
+    """Exit head: a 3x3 conv (strided on large maps), BN, ReLU, global average pooling, dense.
+
+    [B, H, W, D] -> [B, C]. The conv gives early exits, whose features are shallow, some
+    capacity of their own; it costs a small fraction of a stage.
+    """
 
     num_classes: int
+    features: int
 
     @nn.compact
     def __call__(self, h: jax.Array, train: bool) -> jax.Array:
+        strides = 2 if min(h.shape[1:3]) >= 8 else 1
+        h = nn.Conv(self.features, (3, 3), strides, use_bias=False)(h)
         h = nn.relu(_BatchNorm(use_running_average=not train)(h))
         return nn.Dense(self.num_classes)(jnp.mean(h, axis=(1, 2)))
 
@@ -97,5 +104,6 @@ def resnet_ee(
         ResNetStage(width * 2**k, blocks_per_stage, strides=1 if k == 0 else 2, stem=k == 0)
         for k in range(num_exits)
     )
-    heads = tuple(PoolHead(num_classes) for _ in range(num_exits))
+    heads = tuple(PoolHead(num_classes, features=width * 2**k)
+                  for k in range(num_exits))
     return EarlyExitNet(stages, heads, tuple(input_shape), num_classes, name="resnet_ee")

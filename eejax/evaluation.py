@@ -1,0 +1,57 @@
+"""Metrics of early-exit networks: per-exit accuracy and the accuracy/cost of a policy."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from eejax import policies
+from eejax.engines import InferenceResult, select_exits
+from eejax.network import EarlyExitNet, ExitCosts
+
+
+def exit_accuracy(exit_logits: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Accuracy of each exit on every sample. exit_logits: [K, N, C], labels: [N]."""
+    return [float(a) for a in (np.argmax(exit_logits, -1) == labels[None]).mean(axis=1)]
+
+
+def policy_report(result: InferenceResult, labels: np.ndarray, costs: ExitCosts) -> dict:
+    """Accuracy, mean FLOPs, ideal speedup and exit fractions of a policy's result.
+
+    ideal_speedup = costs.total / mean(result.cost): what an engine that computes only the
+    stages and heads each sample needs would gain over running the whole network.
+    """
+    exit_index = np.asarray(result.exit)
+    mean_flops = float(np.mean(np.asarray(result.cost, np.float64)))
+    counts = np.bincount(exit_index, minlength=len(costs.stage))
+    return {
+        "accuracy": float(np.mean(np.asarray(result.prediction) == labels)),
+        "mean_flops": mean_flops,
+        "ideal_speedup": costs.total / mean_flops,
+        "exit_fractions": (counts / len(exit_index)).tolist(),
+    }
+
+
+def threshold_sweep(net: EarlyExitNet, exit_logits: np.ndarray, labels: np.ndarray, rule: str,
+                    values: Sequence[float]) -> list[dict]:
+    """One `policy_report` per threshold value (the same value at every exit).
+
+    exit_logits: [K, N, C] precomputed, so a sweep costs no network evaluation.
+    """
+    select = _jitted_select(net)
+    index = jnp.arange(exit_logits.shape[1], dtype=jnp.int32)
+    reports = []
+    for value in values:
+        policy = policies.from_config(rule, thresholds=[value] * (net.num_exits - 1))
+        report = policy_report(select(policy, exit_logits, index), labels, net.costs)
+        reports.append({"threshold": float(value), **report})
+    return reports
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_select(net: EarlyExitNet):
+    return jax.jit(functools.partial(select_exits, net))

@@ -1,0 +1,182 @@
+"""Train an early-exit network, evaluate its exits and an early-exit policy.
+
+    python train.py                                   # embedded default, temporary workdir
+    python train.py --config configs/default.py --workdir /tmp/run --config.train.steps=600
+
+Reads top to bottom: config -> data -> model -> objective -> state -> jitted train step -> loop
+(progress, periodic evaluation, orbax checkpoints) -> final report (stdout, DIR/report.json,
+DIR/accuracy_vs_flops.png). Rerunning with the same --workdir resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so configs can import each other
+
+import eejax  # noqa: E402
+from eejax import evaluation, plotting  # noqa: E402
+from eejax.checkpoint import Checkpointer  # noqa: E402
+from eejax.data import batch_indices, load, steps_per_epoch  # noqa: E402
+from eejax.optim import make_optimizer  # noqa: E402
+from eejax.training import create_train_state, make_train_step, predict_exits  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(Path(__file__).resolve().parent / "configs" / "default.py"),
+    "Experiment config file (a get_config() returning a ConfigDict).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and report; a temporary directory "
+                               "if unset. An existing workdir is resumed.")
+
+# Sections whose change makes an old checkpoint meaningless (resume refuses it).
+_RESUME_KEYS = ("seed", "data", "model", "objective", "optimizer")
+
+
+def options(section: ml_collections.ConfigDict) -> dict:
+    """A config section as keyword options, without its `name`."""
+    return {k: v for k, v in section.to_dict().items() if k != "name"}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
+                       on_step: Callable[[int], None] | None = None) -> dict:
+    """Trains (resuming from `workdir` if it holds a checkpoint) and returns the final report."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    train_cfg = config.train
+
+    # Data.
+    data_dir = config.data.data_dir or None
+    train_ds = load(config.data.name, config.data.train_split, data_dir)
+    eval_ds = load(config.data.name, config.data.eval_split, data_dir)
+    per_epoch = steps_per_epoch(len(train_ds), train_cfg.batch_size)
+
+    # Model, objective, optimizer, state.
+    net = eejax.models.get(config.model.name, num_classes=train_ds.num_classes,
+                           input_shape=train_ds.input_shape, **options(config.model))
+    objective = eejax.objectives.get(config.objective.name, **options(config.objective))
+    optimizer = make_optimizer(config.optimizer, train_cfg.steps, per_epoch)
+    state = create_train_state(net, optimizer, config.seed)
+    policy = eejax.policies.from_config(
+        config.policy.name, thresholds=[config.policy.threshold] * (net.num_exits - 1))
+
+    # Resume.
+    checkpoints = Checkpointer(workdir / "checkpoints", train_cfg.max_checkpoints)
+    meta = {key: json.dumps(config[key].to_dict() if hasattr(config[key], "to_dict")
+                            else config[key], sort_keys=True) for key in _RESUME_KEYS}
+    meta["batch_size"] = str(train_cfg.batch_size)
+    meta["steps"] = str(train_cfg.steps)
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        state = checkpoints.restore(latest, state, meta)
+        print(f"resumed from {checkpoints.directory / str(latest)} at step {latest}", flush=True)
+    print(f"{net.name}: {net.num_exits} exits, "
+          f"{sum(x.size for x in jax.tree.leaves(state.params)):,} parameters, "
+          f"{net.costs.total / 1e6:.2f} MFLOPs per sample; training on {train_ds.name} "
+          f"({len(train_ds)} images) for {train_cfg.steps} steps of {train_cfg.batch_size} "
+          f"on {jax.device_count()} {jax.default_backend()} device(s)", flush=True)
+
+    # Train. On any exception, wait for in-flight asynchronous saves before propagating it.
+    train_step = make_train_step(net, objective, optimizer, config.data.augment)
+    try:
+        state = _train_loop(config, net, state, train_step, train_ds, eval_ds, checkpoints,
+                            meta, on_step)
+    finally:
+        checkpoints.close()
+
+    # Evaluate every exit, the configured policy and a threshold sweep.
+    exit_logits = predict_exits(net, state.variables, eval_ds.images, train_cfg.eval_batch_size)
+    index = np.arange(len(eval_ds), dtype=np.int32)
+    result = eejax.engines.select_exits(net, policy, exit_logits, index)
+    sweep = evaluation.threshold_sweep(net, exit_logits, eval_ds.labels, config.policy.name,
+                                       _sweep_values(config.policy.name))
+    report = {
+        "dataset": eval_ds.name,
+        "steps": int(state.step),
+        "exit_accuracy": evaluation.exit_accuracy(exit_logits, eval_ds.labels),
+        "exit_flops": net.costs.to_exit.tolist(),
+        "stage_flops": net.costs.stage.tolist(),
+        "head_flops": net.costs.head.tolist(),
+        "policy": {"name": config.policy.name,
+                   "thresholds": [round(float(t), 6) for t in policy.thresholds],
+                   **evaluation.policy_report(result, eval_ds.labels, net.costs)},
+        "sweep": sweep,
+    }
+    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    plotting.accuracy_vs_flops(workdir / "accuracy_vs_flops.png", report["exit_flops"],
+                               report["exit_accuracy"], {f"{config.policy.name} sweep": sweep},
+                               f"{net.name} on {eval_ds.name}")
+    _print_report(report, workdir)
+    return report
+
+
+def _train_loop(config, net, state, train_step, train_ds, eval_ds, checkpoints, meta, on_step):
+    """Steps from `state.step` to config.train.steps: progress, evaluation, checkpoints."""
+    train_cfg = config.train
+    window_start, window_steps = time.perf_counter(), 0
+    for step in range(int(state.step), train_cfg.steps):
+        index = batch_indices(len(train_ds), train_cfg.batch_size, config.seed, step)
+        state, metrics = train_step(state, train_ds.images[index], train_ds.labels[index])
+        done = step + 1
+        window_steps += 1
+        if on_step is not None:
+            on_step(done)
+        if done % train_cfg.log_every == 0 or done == train_cfg.steps:
+            metrics = jax.device_get(metrics)
+            rate = window_steps / (time.perf_counter() - window_start)
+            eta = (train_cfg.steps - done) / rate
+            accuracy = " ".join(f"{a:.3f}" for a in metrics["exit_accuracy"])
+            print(f"step {done}/{train_cfg.steps}  loss {metrics['loss']:.4f}  "
+                  f"train acc/exit [{accuracy}]  {rate:.2f} steps/s  ETA {eta:.0f}s", flush=True)
+            window_start, window_steps = time.perf_counter(), 0
+        if done % train_cfg.eval_every == 0 and done < train_cfg.steps:
+            exit_logits = predict_exits(net, state.variables, eval_ds.images,
+                                        train_cfg.eval_batch_size)
+            accuracy = evaluation.exit_accuracy(exit_logits, eval_ds.labels)
+            print(f"  eval {eval_ds.name} acc/exit [{' '.join(f'{a:.3f}' for a in accuracy)}]",
+                  flush=True)
+        if done % train_cfg.checkpoint_every == 0 or done == train_cfg.steps:
+            checkpoints.save(done, state, meta)
+    return state
+
+
+def _sweep_values(rule: str) -> list[float]:
+    if rule == "entropy":
+        return [float(v) for v in np.geomspace(1e-3, 2.0, 15)]
+    return [0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999]
+
+
+def _print_report(report: dict, workdir: Path) -> None:
+    print(f"\nfinal evaluation on {report['dataset']} after {report['steps']} steps")
+    print(" exit   MFLOPs   accuracy")
+    for k, (flops, acc) in enumerate(zip(report["exit_flops"], report["exit_accuracy"],
+                                         strict=True)):
+        print(f" {k:4d} {flops / 1e6:8.2f}   {acc:.4f}")
+    p = report["policy"]
+    print(f"policy {p['name']} thresholds {p['thresholds']}: accuracy {p['accuracy']:.4f}, "
+          f"mean {p['mean_flops'] / 1e6:.2f} MFLOPs, ideal speedup {p['ideal_speedup']:.2f}x, "
+          f"exit fractions {[round(f, 3) for f in p['exit_fractions']]}")
+    print(f"report: {workdir / 'report.json'}  plot: {workdir / 'accuracy_vs_flops.png'}",
+          flush=True)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="eejax-")
+    print(f"workdir: {workdir}", flush=True)
+    train_and_evaluate(_CONFIG.value, workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
