@@ -177,8 +177,10 @@ class EarlyExitNet:
             head_flops.append(_compat.compiled_flops(head_fn.lower(variables, h).compile()))
         return ExitCosts(stage=np.asarray(stage_flops), head=np.asarray(head_flops))
 
+    @functools.cached_property
     def feature_shapes(self) -> list[tuple[int, ...]]:
-        """One sample's shape after each stage, e.g. [(28, 28, 16), (14, 14, 32), ...]."""
+        """One sample's shape after each stage, e.g. [(28, 28, 16), (14, 14, 32), ...]
+        (traced once per net, then cached)."""
         x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
         variables = jax.eval_shape(self.init, jax.random.key(0), x)
         shapes, h = [], x

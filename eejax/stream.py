@@ -1,17 +1,24 @@
 """The `stream` engine: every stage runs on full batches of survivors drawn from a stream.
 
-Each stage k >= 1 owns a device-side ring buffer of capacity 2B holding the samples that survived
-stage k-1 (activations, original index, policy state). One jitted step per stage:
+Each stage k >= 1 owns a device-side buffer of capacity 2B holding the samples that survived
+stage k-1 (activations, original index, policy state), packed at the front. One jitted step:
 
-    take B rows from its buffer -> stage k, head k, policy -> emit the samples that exit
-    -> scatter the survivors onto the tail of stage k+1's buffer (donated, updated in place)
+    rows [0, B) of its buffer -> stage k, head k, policy -> emit the samples that exit
+    -> gather the survivors (skipped when nobody exited) and append them to stage k+1's buffer
+       with one contiguous `dynamic_update_slice` (buffers are donated, updated in place)
+    -> move its own leftover rows [B, count) to the front (only when there are some)
+
+Contiguous copies, not row scatters: XLA's CPU scatter moves one row at a time and cost more than
+the stage it fed. The host drains a buffer whenever it holds B rows, so it never holds more than
+2B - 1 and an append of B rows always fits.
 
 The host only keeps counts: after each step it reads how many survived (one scalar), and runs
 stage k+1 whenever its buffer holds a full batch. At the end of the stream the partial buffers are
 flushed with a validity mask. Samples finish out of order; the result is put back in stream order
 (`InferenceResult` rows follow the order samples arrived in).
 
-Compiled shapes: one step per stage at batch B, plus stage 0 at the size of a short last batch.
+Compiled shapes: per later stage two steps at batch B (with and without moving leftover rows),
+plus stage 0 at B and at the size of a short last batch.
 """
 
 from __future__ import annotations
@@ -29,17 +36,11 @@ from eejax.policies import Policy
 
 
 class _Buffer:
-    """Host-side bookkeeping of one stage's device ring buffer."""
+    """Host-side bookkeeping of one stage's device buffer."""
 
-    def __init__(self, arrays: dict, capacity: int):
-        self.arrays = arrays  # {"h": [cap, ...], "index": [cap], "state": pytree [cap, ...]}
-        self.capacity = capacity
-        self.head = 0  # next row to read
-        self.count = 0  # rows held
-
-    @property
-    def tail(self) -> int:
-        return (self.head + self.count) % self.capacity
+    def __init__(self, arrays: dict):
+        self.arrays = arrays  # {"h": [2B, ...], "index": [2B], "state": pytree [2B, ...]}
+        self.count = 0  # rows held, packed at the front
 
 
 def stream_infer(
@@ -80,12 +81,13 @@ def stream_infer(
 
     def run(k: int) -> None:
         buffer, target = buffers[k], buffers[k + 1] if k + 1 < net.num_exits else None
-        n = min(buffer.count, batch_size)
-        out, survivors, logits, leave, index = steps.later[k](
-            variables, policy, buffer.arrays, buffer.head, n,
-            None if target is None else target.arrays, 0 if target is None else target.tail)
-        buffer.head = (buffer.head + n) % capacity
-        buffer.count -= n
+        # The host knows the counts, so it picks the variant that moves leftover rows only when
+        # there are some (a device-side cond would copy the whole buffer either way).
+        step = steps.later[k, buffer.count > batch_size]
+        buffer.arrays, out, survivors, logits, leave, index = step(
+            variables, policy, buffer.arrays, buffer.count,
+            None if target is None else target.arrays, 0 if target is None else target.count)
+        buffer.count = max(buffer.count - batch_size, 0)
         emitted.append((logits, leave, index, k))
         push(k + 1, out, survivors)
 
@@ -101,7 +103,7 @@ def stream_infer(
         out, survivors, logits, leave = steps.first(
             variables, policy, jnp.asarray(x), index,
             None if net.num_exits == 1 else buffers[1].arrays,
-            0 if net.num_exits == 1 else buffers[1].tail)
+            0 if net.num_exits == 1 else buffers[1].count)
         emitted.append((logits, leave, index, 0))
         seen += size
         push(1, out, survivors)
@@ -131,14 +133,14 @@ def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
 def _allocate(net, variables, policy, buffers, x, capacity) -> None:
     """Creates an empty ring buffer for every stage after the first."""
     state = jax.eval_shape(policy.init_state, jnp.zeros(capacity, jnp.int32))
-    shapes = net.feature_shapes()
+    shapes = net.feature_shapes
     for k in range(1, net.num_exits):
         arrays = {
             "h": jnp.zeros((capacity, *shapes[k - 1]), x.dtype),
             "index": jnp.zeros(capacity, jnp.int32),
             "state": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state),
         }
-        buffers[k] = _Buffer(arrays, capacity)
+        buffers[k] = _Buffer(arrays)
 
 
 class _Steps:
@@ -151,38 +153,53 @@ class _Steps:
 def _steps(net: EarlyExitNet, batch_size: int) -> _Steps:
     """The jitted per-stage steps for one net and batch size."""
 
-    def append(out, tail, h, index, state, keep):
-        """Scatters the rows where `keep` onto the ring buffer `out` from position `tail`."""
-        capacity = out["index"].shape[0]
-        slot = jnp.where(keep, (tail + jnp.cumsum(keep) - 1) % capacity, capacity)
-        put = lambda buf, rows: buf.at[slot].set(rows.astype(buf.dtype), mode="drop")
-        out = {"h": put(out["h"], h), "index": put(out["index"], index),
-               "state": jax.tree.map(put, out["state"], state)}
+    def append(out, count, rows, keep):
+        """Writes the rows where `keep` (packed, in order) to `out` from row `count` on."""
+        everyone = jnp.all(keep)
+        rows = jax.lax.cond(everyone, lambda r: r, _gather_kept(keep), rows)
+        out = jax.tree.map(
+            lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype),
+                                                                 count, axis=0), out, rows)
         return out, jnp.sum(keep)
 
-    def first(variables, policy, x, index, out, tail):
+    def first(variables, policy, x, index, out, count):
         h = net.apply_stage(0, variables, x)
         logits = net.apply_head(0, variables, h)
         leave, state = exit_fires(policy, logits, 0, net.num_exits, policy.init_state(index))
         if out is None:
             return None, None, logits, leave
-        out, survivors = append(out, tail, h, index, state, ~leave)
+        rows = {"h": h, "index": index, "state": state}
+        out, survivors = append(out, count, rows, ~leave)
         return out, survivors, logits, leave
 
-    def later_step(k, variables, policy, buffer, head, count, out, tail):
-        capacity = buffer["index"].shape[0]
-        slots = (head + jnp.arange(batch_size)) % capacity
-        rows = jax.tree.map(lambda a: jnp.take(a, slots, axis=0), buffer)
+    def later_step(k, shift, variables, policy, buffer, count, out, out_count):
+        rows = jax.tree.map(lambda a: a[:batch_size], buffer)
         valid = jnp.arange(batch_size) < count
         h = net.apply_stage(k, variables, rows["h"])
         logits = net.apply_head(k, variables, h)
         fire, state = exit_fires(policy, logits, k, net.num_exits, rows["state"])
         leave = fire & valid
+        if shift:
+            buffer = jax.tree.map(
+                lambda a: jax.lax.dynamic_update_slice_in_dim(a, a[batch_size:], 0, axis=0),
+                buffer)
         if out is None:
-            return None, None, logits, leave, rows["index"]
-        out, survivors = append(out, tail, h, rows["index"], state, valid & ~leave)
-        return out, survivors, logits, leave, rows["index"]
+            return buffer, None, None, logits, leave, rows["index"]
+        kept = {"h": h, "index": rows["index"], "state": state}
+        out, survivors = append(out, out_count, kept, valid & ~leave)
+        return buffer, out, survivors, logits, leave, rows["index"]
 
-    later = {k: jax.jit(functools.partial(later_step, k), donate_argnums=(5,))
-             for k in range(1, net.num_exits)}
+    later = {(k, shift): jax.jit(functools.partial(later_step, k, shift), donate_argnums=(2, 4))
+             for k in range(1, net.num_exits) for shift in (False, True)}
     return _Steps(jax.jit(first, donate_argnums=(4,)), later)
+
+
+def _gather_kept(keep: jax.Array):
+    """rows -> the rows where `keep`, packed at the front, in order (padding after them)."""
+
+    def gather(rows):
+        (order,) = jnp.nonzero(keep, size=keep.shape[0], fill_value=0)
+        return jax.tree.map(lambda a: jnp.take(a, order, axis=0), rows)
+
+    return gather
+

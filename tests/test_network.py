@@ -14,7 +14,7 @@ def test_variables_hold_every_stage_and_head(tiny_net):
     assert set(variables["params"]) == names
     assert set(variables["batch_stats"]) == names
     assert net.apply_all(variables, images(3)).shape == (3, 3, 5)
-    assert net.feature_shapes() == [(12, 12, 4), (6, 6, 8), (3, 3, 16)]
+    assert net.feature_shapes == [(12, 12, 4), (6, 6, 8), (3, 3, 16)]
 
 
 def test_train_mode_returns_new_batch_stats_and_leaves_the_input_alone(tiny_net):

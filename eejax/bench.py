@@ -1,0 +1,183 @@
+"""Throughput of the inference engines against the ideal speedup.
+
+    python -m eejax.bench                                   # resnet_ee, batch 512, 50/25/15/10
+    python -m eejax.bench --splits 0.5,0.25,0.15,0.1 0.45,0.3,0.15,0.1 0,0,0,1 --json out.json
+
+An oracle policy makes exactly the given fraction of each batch leave at each exit (positions
+shuffled), so the exit pattern is controlled. For every engine: samples/s (median of --repeats
+timed runs after a warm-up that includes compilation, each ended by `block_until_ready`), speedup
+over `dense`, and efficiency = achieved speedup / ideal speedup, against two ideals:
+
+  flop ideal   cost(all stages and heads) / mean FLOPs per sample  (XLA cost analysis)
+  time ideal   the same ratio with each stage+head's measured time at the full batch
+
+FLOPs mis-predict time on real hardware (small late stages run below peak), so both are shown.
+`stream` processes --stream-batches batches per timed run; the others one batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import eejax
+from eejax import policies
+from eejax.stream import stream_infer
+
+DEFAULT_SPLIT = "0.5,0.25,0.15,0.1"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m eejax.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet_ee")
+    parser.add_argument("--input-shape", default="32,32,3", help="one sample, e.g. 32,32,3")
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--width", type=int, default=16, help="resnet_ee width")
+    parser.add_argument("--num-exits", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--splits", nargs="+", default=[DEFAULT_SPLIT],
+                        help="exit fractions per exit, comma-separated; several to compare")
+    parser.add_argument("--engines", default="dense,masked,compact,stream")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stream-batches", type=int, default=8)
+    parser.add_argument("--json", default=None, help="write the results here")
+    return parser.parse_args(argv)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `fn` over `repeats` runs, after one warm-up run (compilation)."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def oracle_exits(fractions: list[float], size: int, seed: int) -> np.ndarray:
+    """[size] exit indices with exactly round(fraction * size) samples at each exit."""
+    counts = np.floor(np.asarray(fractions) * size).astype(int)
+    counts[-1] = size - counts[:-1].sum()
+    exits = np.repeat(np.arange(len(fractions)), counts)
+    return np.random.default_rng(seed).permutation(exits).astype(np.int32)
+
+
+def stage_times(net, variables, x, repeats: int) -> np.ndarray:
+    """[K] measured seconds of stage k plus head k at the full batch."""
+    times, h = [], x
+    for k in range(net.num_exits):
+        stage = jax.jit(lambda v, h, k=k: net.apply_stage(k, v, h))
+        head = jax.jit(lambda v, h, k=k: net.apply_head(k, v, h))
+        times.append(median_seconds(lambda: head(variables, stage(variables, h)), repeats))
+        h = jax.block_until_ready(stage(variables, h))
+    return np.asarray(times)
+
+
+def run_split(net, variables, fractions, args, engines, per_stage_time) -> dict:
+    batch = args.batch_size
+    if len(fractions) != net.num_exits or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"--splits entries need {net.num_exits} fractions summing to 1, "
+                         f"got {fractions}")
+    total = args.stream_batches * batch
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(total, *net.input_shape)).astype(np.float32)
+    # Every batch gets exactly the requested split, so one batch and the stream share an ideal.
+    exits = np.concatenate([oracle_exits(fractions, batch, seed=i)
+                            for i in range(args.stream_batches)])
+    x = jnp.asarray(data[:batch])
+    policy = policies.oracle(exits)
+    chunks = [jnp.asarray(data[i : i + batch]) for i in range(0, total, batch)]
+
+    runners = {
+        "stream": lambda: stream_infer(net, variables, chunks, policy, batch_size=batch).logits,
+    }
+    for engine in ("dense", "masked", "compact"):
+        runners[engine] = lambda e=engine: eejax.infer(net, variables, x, policy, engine=e).logits
+    samples = {"stream": total}
+
+    used = exits[:batch]
+    mean_flops = float(np.mean(net.costs.to_exit[used]))
+    flop_ideal = net.costs.total / mean_flops
+    cumulative_time = np.cumsum(per_stage_time)
+    time_ideal = cumulative_time[-1] / float(np.mean(cumulative_time[used]))
+    results = {}
+    for engine in engines:
+        seconds = median_seconds(runners[engine], args.repeats)
+        results[engine] = {"throughput": samples.get(engine, batch) / seconds,
+                           "seconds": seconds}
+    dense = results["dense"]["throughput"] if "dense" in results else None
+    for engine, r in results.items():
+        r["speedup_vs_dense"] = r["throughput"] / dense if dense else None
+        r["ideal_speedup"] = flop_ideal
+        r["time_ideal_speedup"] = time_ideal
+        r["efficiency"] = r["speedup_vs_dense"] / flop_ideal if dense else None
+        r["time_efficiency"] = r["speedup_vs_dense"] / time_ideal if dense else None
+    return {"exit_fractions": list(fractions), "ideal_speedup": flop_ideal,
+            "time_ideal_speedup": time_ideal, "engines": results}
+
+
+def print_split(split: dict) -> None:
+    fractions = "/".join(f"{100 * f:g}" for f in split["exit_fractions"])
+    print(f"\nexit split {fractions}: flop ideal {split['ideal_speedup']:.2f}x, "
+          f"time ideal {split['time_ideal_speedup']:.2f}x")
+    print(f"{'engine':<9}{'samples/s':>11}{'vs dense':>10}{'eff(flop)':>11}{'eff(time)':>11}")
+    for engine, r in split["engines"].items():
+        print(f"{engine:<9}{r['throughput']:>11.1f}{r['speedup_vs_dense']:>9.2f}x"
+              f"{r['efficiency']:>11.2f}{r['time_efficiency']:>11.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    engines = args.engines.split(",")
+    unknown = set(engines) - set(eejax.engines.ENGINES)
+    if unknown or "dense" not in engines:
+        raise SystemExit(f"--engines must include dense and name only {eejax.engines.ENGINES}")
+    input_shape = tuple(int(d) for d in args.input_shape.split(","))
+    net = eejax.models.get(args.model, num_classes=args.num_classes, input_shape=input_shape,
+                           num_exits=args.num_exits, width=args.width)
+    variables = net.init(jax.random.key(0), np.zeros((1, *input_shape), np.float32))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(args.batch_size, *input_shape)),
+                    jnp.float32)
+    per_stage_time = stage_times(net, variables, x, args.repeats)
+    print(f"{args.model} {input_shape}, batch {args.batch_size}, {net.num_exits} exits; "
+          f"MFLOPs per sample by stage+head: "
+          f"{[round(float(f) / 1e6, 2) for f in net.costs.stage + net.costs.head]}; measured ms at the "
+          f"full batch: {[round(1e3 * float(t), 1) for t in per_stage_time]}")
+    processor = platform.processor() or platform.machine()
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    print(f"{jax.device_count()} {jax.default_backend()} device(s) ({processor}), "
+          f"jax {jax.__version__}, XLA_FLAGS={xla_flags!r}")
+    splits = []
+    for text in args.splits:
+        split = run_split(net, variables, [float(f) for f in text.split(",")], args, engines,
+                          per_stage_time)
+        print_split(split)
+        splits.append(split)
+    report = {
+        "model": args.model, "input_shape": input_shape, "batch_size": args.batch_size,
+        "num_exits": net.num_exits, "stage_flops": net.costs.stage.tolist(),
+        "head_flops": net.costs.head.tolist(), "stage_seconds": per_stage_time.tolist(),
+        "backend": jax.default_backend(), "device_count": jax.device_count(),
+        "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "engines": splits[0]["engines"], "splits": splits,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"\nwrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
