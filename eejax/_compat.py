@@ -5,7 +5,8 @@ Supported range: Colab TPU's runtime (jax 0.7.2, flax 0.11.2) up to the newest r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -38,3 +39,35 @@ def compiled_flops(compiled: Any) -> float:
     if not analysis or "flops" not in analysis:
         raise RuntimeError("XLA's cost analysis reported no 'flops' for this backend")
     return float(analysis["flops"])
+
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def count_compilations() -> Iterator[list[str]]:
+    """Collects one entry per XLA compilation inside the `with` block.
+
+        with count_compilations() as compiled:
+            f(x)
+        assert not compiled
+
+    jax >= 0.8 has `jax.monitoring.unregister_event_duration_listener`; jax 0.7 only the private
+    `_unregister_event_duration_listener_by_callback`.
+    """
+    compiled: list[str] = []
+
+    def listener(event: str, *args: Any, **kwargs: Any) -> None:
+        if event == BACKEND_COMPILE_EVENT:
+            compiled.append(kwargs.get("fun_name", event))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiled
+    finally:
+        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+        if unregister is None:  # pragma: no cover - jax 0.7
+            from jax._src import monitoring
+
+            unregister = monitoring._unregister_event_duration_listener_by_callback
+        unregister(listener)

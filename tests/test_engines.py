@@ -8,6 +8,7 @@ from jax.sharding import Mesh
 
 import eejax
 from eejax import policies
+from eejax._compat import count_compilations
 
 ENGINES = ["dense", "masked", "compact", "stream"]
 
@@ -145,20 +146,15 @@ def test_costs_come_from_xla_and_match_a_hand_count(tiny_net):
 def test_second_call_with_same_shapes_compiles_nothing(tiny_net):
     net, variables = tiny_net
     x = images(20, seed=1)
-    compiles = []
-    listener = lambda event, *args, **kwargs: (
-        compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        for engine in ["compact", "stream"]:
-            first = policies.oracle(np.random.default_rng(1).integers(0, 3, 20))
+    for engine in ["compact", "stream"]:
+        first = policies.oracle(np.random.default_rng(1).integers(0, 3, 20))
+        with count_compilations() as compiled:
             eejax.infer(net, variables, x, first, engine=engine)
-            compiles.clear()
-            other = policies.oracle(np.random.default_rng(2).integers(0, 3, 20))
+        assert compiled, "the first call must compile (else this test cannot fail)"
+        other = policies.oracle(np.random.default_rng(2).integers(0, 3, 20))
+        with count_compilations() as compiled:
             eejax.infer(net, variables, x, other, engine=engine)
-            assert compiles == [], f"{engine} recompiled on a second call with the same shapes"
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+        assert compiled == [], f"{engine} recompiled on a second call with the same shapes"
 
 
 @pytest.mark.parametrize(
