@@ -184,3 +184,20 @@ def test_sharded_batch_must_divide_over_devices(tiny_net):
     with pytest.raises(ValueError, match="must divide evenly over the 8 devices"):
         eejax.infer(net, variables, images(12), policies.max_prob([0.5, 0.5]),
                     engine="compact", mesh=mesh)
+
+
+@pytest.mark.parametrize("buckets", [[4, 12], [1, 2, 3, 5, 8, 13, 21], [64]])
+def test_compact_with_given_buckets_matches_reference(tiny_net, buckets):
+    net, variables = tiny_net
+    x = images(30, seed=9)
+    targets = np.random.default_rng(9).integers(0, 3, 30)
+    result = eejax.infer(net, variables, x, policies.oracle(targets), engine="compact",
+                         buckets=buckets)
+    assert_matches(result, *reference(net, variables, x, "oracle", targets=targets))
+
+
+def test_bucket_sizes_must_be_positive_integers(tiny_net):
+    net, variables = tiny_net
+    with pytest.raises(ValueError, match="buckets must be positive integers"):
+        eejax.infer(net, variables, images(4), policies.max_prob([0.5, 0.5]), engine="compact",
+                    buckets=[0, 2])
