@@ -45,3 +45,17 @@ def test_unknown_names_and_missing_data_are_explained(tmp_path):
         data.load("mnist", "train", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="must not exceed the number of training examples"):
         data.steps_per_epoch(10, 32)
+
+
+@pytest.mark.parametrize("name, shape, classes", [("cifar10", (32, 32, 3), 10),
+                                                  ("mnist", (28, 28, 1), 10)])
+def test_tfds_datasets_load_by_name_without_tensorflow(name, shape, classes):
+    import tensorflow_datasets as tfds
+
+    # A fake prepared dataset: tfds serves generated records through the same data_source API.
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        ds = data.load(name, "train", data_dir="/nonexistent")
+    assert ds.images.shape == (12, *shape) and ds.images.dtype == np.float32
+    assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
+    assert ds.num_classes == classes and ds.labels.dtype == np.int32
+    assert ds.name == f"{name}:train"

@@ -109,3 +109,16 @@ def test_bad_config_gets_a_named_error(tmp_path, field, value, error, message):
     config.train.steps = 1
     with pytest.raises(error, match=message):
         train.train_and_evaluate(config, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_trains_from_a_tfds_dataset(tmp_path):
+    import tensorflow_datasets as tfds
+
+    config = tiny_config()
+    config.data.name = "cifar10"
+    config.data.augment = "crop_flip"
+    config.train.steps = 2
+    with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+        report = train.train_and_evaluate(config, tmp_path)
+    assert report["dataset"] == "cifar10:test" and len(report["exit_accuracy"]) == 3

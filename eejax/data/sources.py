@@ -112,7 +112,7 @@ def _tfds(name: str, split: str, data_dir: str | None) -> Dataset:
             f"`pip install 'eejax[tf]' && tfds build {name} --file_format=array_record"
             f"{' --data_dir=' + data_dir if data_dir else ''}`, then pass that data_dir "
             f"({type(error).__name__}: {error})") from error
-    records = source.__getitems__(list(range(len(source))))
+    records = [source[i] for i in range(len(source))]  # decoded numpy dicts
     images = np.stack([r["image"] for r in records]).astype(np.float32) / 255.0
     labels = np.asarray([r["label"] for r in records], np.int32)
     if images.ndim == 3:
