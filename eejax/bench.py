@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
         "num_exits": net.num_exits, "stage_flops": net.costs.stage.tolist(),
         "head_flops": net.costs.head.tolist(), "stage_seconds": per_stage_time.tolist(),
         "backend": jax.default_backend(), "device_count": jax.device_count(),
-        "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax": jax.__version__, "xla_flags": xla_flags,
         "engines": splits[0]["engines"], "splits": splits,
     }
     if args.json:

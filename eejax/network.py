@@ -165,29 +165,36 @@ class EarlyExitNet:
     def costs(self) -> ExitCosts:
         """Per-sample FLOPs of each stage and head, from XLA's cost analysis of the compiled
         eval-mode functions at batch size 1 (computed once per net, then cached)."""
-        x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
-        variables = jax.eval_shape(self.init, jax.random.key(0), x)
+        variables = self._abstract_variables
+        outputs = self.feature_shapes
+        inputs = [self.input_shape, *outputs[:-1]]
         stage_flops, head_flops = [], []
-        h = x
         for k in range(self.num_exits):
             stage_fn = jax.jit(functools.partial(self.apply_stage, k))
             head_fn = jax.jit(functools.partial(self.apply_head, k))
-            stage_flops.append(_compat.compiled_flops(stage_fn.lower(variables, h).compile()))
-            h = jax.eval_shape(stage_fn, variables, h)
-            head_flops.append(_compat.compiled_flops(head_fn.lower(variables, h).compile()))
+            stage_in = jax.ShapeDtypeStruct((1, *inputs[k]), jnp.float32)
+            head_in = jax.ShapeDtypeStruct((1, *outputs[k]), jnp.float32)
+            stage_flops.append(
+                _compat.compiled_flops(stage_fn.lower(variables, stage_in).compile()))
+            head_flops.append(_compat.compiled_flops(head_fn.lower(variables, head_in).compile()))
         return ExitCosts(stage=np.asarray(stage_flops), head=np.asarray(head_flops))
 
     @functools.cached_property
     def feature_shapes(self) -> list[tuple[int, ...]]:
         """One sample's shape after each stage, e.g. [(28, 28, 16), (14, 14, 32), ...]
         (traced once per net, then cached)."""
-        x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
-        variables = jax.eval_shape(self.init, jax.random.key(0), x)
-        shapes, h = [], x
+        h = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
+        shapes = []
         for k in range(self.num_exits):
-            h = jax.eval_shape(functools.partial(self.apply_stage, k), variables, h)
+            h = jax.eval_shape(functools.partial(self.apply_stage, k), self._abstract_variables, h)
             shapes.append(tuple(h.shape[1:]))
         return shapes
+
+    @functools.cached_property
+    def _abstract_variables(self) -> Variables:
+        """The shapes and dtypes of the variables (no arrays allocated)."""
+        x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
+        return jax.eval_shape(self.init, jax.random.key(0), x)
 
 
 def _part(variables: Variables, name: str) -> Variables:

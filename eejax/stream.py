@@ -131,7 +131,7 @@ def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
 
 
 def _allocate(net, variables, policy, buffers, x, capacity) -> None:
-    """Creates an empty ring buffer for every stage after the first."""
+    """Creates an empty buffer of `capacity` rows for every stage after the first."""
     state = jax.eval_shape(policy.init_state, jnp.zeros(capacity, jnp.int32))
     shapes = net.feature_shapes
     for k in range(1, net.num_exits):
@@ -202,4 +202,3 @@ def _gather_kept(keep: jax.Array):
         return jax.tree.map(lambda a: jnp.take(a, order, axis=0), rows)
 
     return gather
-
