@@ -7,10 +7,10 @@
     res = eejax.infer(net, variables, x, policy, engine="compact")
 """
 
-from eejax import engines, evaluation, models, objectives, policies
+from eejax import engines, evaluation, models, objectives, policies, readout
 from eejax.engines import InferenceResult, infer
 from eejax.network import EarlyExitNet, ExitCosts
 
 __all__ = ["EarlyExitNet", "ExitCosts", "InferenceResult", "engines", "evaluation", "infer",
-           "models", "objectives", "policies"]
+           "models", "objectives", "policies", "readout"]
 __version__ = "0.1.0"

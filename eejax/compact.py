@@ -9,7 +9,8 @@ Inside one jitted function with static shapes:
    Branch 0 skips the stage when nobody is left; the last branch (b = B) runs in place on the
    uncompacted buffer with a mask, so a batch where nobody exited pays no gather at all.
 3. Results are scattered straight into the [B] outputs by each row's original index; per-sample
-   policy state (patience counters, oracle targets) travels with the rows.
+   policy state (patience counters, oracle targets) and the readout's running ensemble travel
+   with the rows.
 
 Compiled shapes: stage 0 once; each later stage once per bucket size (plus the in-place size B).
 With the default table (two sizes per halving of B, multiples of 8, down to 8) that is
@@ -26,9 +27,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from eejax.engines import InferenceResult, cost_of_exit, exit_fires
+from eejax.engines import ExitState, InferenceResult, cost_of_exit, exit_step, init_exit_state
 from eejax.network import EarlyExitNet, Variables
-from eejax.policies import Policy, PolicyState
+from eejax.policies import Policy
+from eejax.readout import Readout
 
 
 def bucket_sizes(batch_size: int, per_halving: int = 2, multiple: int = 8) -> tuple[int, ...]:
@@ -71,10 +73,10 @@ class _Outputs(NamedTuple):
 class _Rows(NamedTuple):
     """The samples still running, one per row of the activation buffer."""
 
-    h: jax.Array  # [R, ...] activations
+    h: jax.Array  # [R, ...] activations (a pytree of them for multi-scale nets)
     index: jax.Array  # [R] int32, each row's position in the input batch
     alive: jax.Array  # [R] bool, row holds a sample that has not exited
-    state: PolicyState  # per-row policy state, leading dim R
+    state: ExitState  # per-row policy state and readout carry, leading dim R
 
 
 def compact_engine(
@@ -82,6 +84,7 @@ def compact_engine(
     variables: Variables,
     x: jax.Array,
     policy: Policy,
+    readout: Readout,
     index: jax.Array,
     buckets: tuple[int, ...] | None = None,
 ) -> InferenceResult:
@@ -91,8 +94,8 @@ def compact_engine(
     num_exits = net.num_exits
 
     h = net.apply_stage(0, variables, x)
-    logits = net.apply_head(0, variables, h)
-    fire, state = exit_fires(policy, logits, 0, num_exits, policy.init_state(index))
+    state = init_exit_state(policy, readout, index, net.num_classes)
+    logits, fire, state = exit_step(net, variables, policy, readout, 0, h, state)
     out = _Outputs(logits, jnp.where(fire, 0, num_exits - 1).astype(jnp.int32))
     rows = _Rows(h, jnp.arange(batch, dtype=jnp.int32), ~fire, state)
 
@@ -103,8 +106,9 @@ def compact_engine(
         branch = jnp.where(survivors == 0, 0,
                            1 + jnp.searchsorted(jnp.asarray(sizes, jnp.int32), survivors))
         branches = [_skip_branch(net, k, last, batch)]
-        branches += [_bucket_branch(net, k, last, policy, size, batch) for size in sizes]
-        branches += [_bucket_branch(net, k, last, policy, None, batch)]
+        branches += [_bucket_branch(net, k, last, policy, readout, size, batch)
+                     for size in sizes]
+        branches += [_bucket_branch(net, k, last, policy, readout, None, batch)]
         if last:
             out = jax.lax.switch(branch, branches, variables, rows, out)
         else:
@@ -116,14 +120,14 @@ def _skip_branch(net: EarlyExitNet, k: int, last: bool, batch: int):
     def skip(variables, rows: _Rows, out: _Outputs):
         if last:
             return out
-        h_shape = jax.eval_shape(lambda v, h: net.apply_stage(k, v, h), variables, rows.h)
-        return rows._replace(h=jnp.zeros(h_shape.shape, h_shape.dtype)), out
+        h = jax.eval_shape(lambda v, h: net.apply_stage(k, v, h), variables, rows.h)
+        return rows._replace(h=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), h)), out
 
     return skip
 
 
-def _bucket_branch(net: EarlyExitNet, k: int, last: bool, policy: Policy, size: int | None,
-                   batch: int):
+def _bucket_branch(net: EarlyExitNet, k: int, last: bool, policy: Policy, readout: Readout,
+                   size: int | None, batch: int):
     """Stage k and head k on `size` gathered survivors (size None: in place on all rows)."""
 
     def run(variables, rows: _Rows, out: _Outputs):
@@ -135,8 +139,7 @@ def _bucket_branch(net: EarlyExitNet, k: int, last: bool, policy: Policy, size: 
             # Rows past the survivor count are fill (copies of row 0), never valid.
             valid = jnp.arange(size) < jnp.sum(rows.alive)
         h = net.apply_stage(k, variables, selected.h)
-        logits = net.apply_head(k, variables, h)
-        fire, state = exit_fires(policy, logits, k, net.num_exits, selected.state)
+        logits, fire, state = exit_step(net, variables, policy, readout, k, h, selected.state)
         leave = fire & valid
         # Rows that do not leave scatter to index `batch`, out of bounds, and are dropped.
         target = jnp.where(leave, selected.index, batch)

@@ -29,6 +29,7 @@ from jax.sharding import Mesh, PartitionSpec
 from eejax import _compat
 from eejax.network import EarlyExitNet, Variables
 from eejax.policies import Policy, PolicyState
+from eejax.readout import Readout, independent
 
 ENGINES = ("dense", "masked", "compact", "stream")
 
@@ -37,10 +38,11 @@ class InferenceResult(NamedTuple):
     """Per-sample outcome of early-exit inference.
 
     Attributes:
-      logits: [B, C] logits of the exit each sample left at.
+      logits: [B, C] prediction (logits) of the exit each sample left at, after the readout
+        (BoostNet's ensemble G_k for a boosted readout).
       exit: [B] int32, the exit index (0-based).
       cost: [B] float32, FLOPs the sample needs to reach its exit.
-      exit_logits: [K, B, C] every exit's logits (only `dense`, else None).
+      exit_logits: [K, B, C] every exit's prediction (only `dense`, else None).
     """
 
     logits: jax.Array
@@ -64,6 +66,7 @@ def infer(
     buckets: Sequence[int] | None = None,
     batch_size: int | None = None,
     mesh: Mesh | None = None,
+    readout: Readout | None = None,
 ) -> InferenceResult:
     """Runs early-exit inference on a batch.
 
@@ -78,6 +81,9 @@ def infer(
       batch_size: `stream` only: the batch every stage runs at (default min(B, 256)).
       mesh: data-parallel over this mesh's first axis (dense, masked, compact): each device runs
         the engine on its own shard of the batch, so early exit adds no cross-device traffic.
+      readout: how exits predict from the heads' raw outputs (`eejax.readout`; default
+        independent; `objective.readout(K)` gives the one a net was trained for). A boosted
+        readout's running ensemble travels with the surviving samples in compact and stream.
 
     Returns:
       An `InferenceResult` with [B] rows in the order of `x`.
@@ -86,6 +92,8 @@ def infer(
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     net.check_input(x)
     policy.check(net.num_exits, net.num_classes)
+    readout = independent() if readout is None else readout
+    readout.check(net.num_exits)
     if policy.rule == "oracle" and len(policy.exit_index) < x.shape[0]:
         raise ValueError(f"an oracle policy needs an exit_index per sample: got "
                          f"{len(policy.exit_index)} for a batch of {x.shape[0]}")
@@ -100,14 +108,14 @@ def infer(
 
         size = batch_size if batch_size is not None else min(x.shape[0], 256)
         batches = (x[i : i + size] for i in range(0, x.shape[0], size))
-        return stream_infer(net, variables, batches, policy, batch_size=size)
+        return stream_infer(net, variables, batches, policy, batch_size=size, readout=readout)
 
     from eejax.compact import check_buckets
 
     bucket_key = None if buckets is None else check_buckets(buckets, x.shape[0], mesh)
     index = jnp.arange(x.shape[0], dtype=jnp.int32)
     run = _jitted(net, engine, bucket_key, mesh)
-    return run(variables, jnp.asarray(x), policy, index)
+    return run(variables, jnp.asarray(x), policy, readout, index)
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,19 +133,19 @@ def _jitted(net: EarlyExitNet, engine: str, buckets: tuple[int, ...] | None, mes
 
 
 def _shard_over_batch(fn: Callable, mesh: Mesh) -> Callable:
-    """Runs `fn(variables, x, policy, index)` on each device's shard of the batch."""
+    """Runs `fn(variables, x, policy, readout, index)` on each device's shard of the batch."""
     axis = mesh.axis_names[0]
     batch, replicated = PartitionSpec(axis), PartitionSpec()
 
-    def sharded(variables, x, policy, index):
+    def sharded(variables, x, policy, readout, index):
         if x.shape[0] % mesh.shape[axis]:
             raise ValueError(f"x's batch ({x.shape[0]}) must divide evenly over the "
                              f"{mesh.shape[axis]} devices of mesh axis {axis!r}")
         exit_logits = PartitionSpec(None, axis) if fn.func is _dense else None
         return _compat.shard_map(
-            fn, mesh=mesh, in_specs=(replicated, batch, replicated, batch),
+            fn, mesh=mesh, in_specs=(replicated, batch, replicated, replicated, batch),
             out_specs=InferenceResult(batch, batch, batch, exit_logits),
-        )(variables, x, policy, index)
+        )(variables, x, policy, readout, index)
 
     return sharded
 
@@ -150,6 +158,24 @@ def exit_fires(policy: Policy, logits: jax.Array, k: int, num_exits: int,
     return policy.decide(logits, k, state)
 
 
+ExitState = tuple  # (policy state, readout carry), each with a leading [B] dimension
+
+
+def init_exit_state(policy: Policy, readout: Readout, index: jax.Array,
+                    num_classes: int) -> ExitState:
+    """Per-sample state before exit 0 for the samples with dataset indices `index` [B]."""
+    return policy.init_state(index), readout.init(index.shape[0], num_classes)
+
+
+def exit_step(net: EarlyExitNet, variables: Variables, policy: Policy, readout: Readout, k: int,
+              h, state: ExitState) -> tuple[jax.Array, jax.Array, ExitState]:
+    """Head k on stage k's output h [B, ...]: (prediction [B, C], fire [B], new state)."""
+    policy_state, carry = state
+    logits, carry = readout.step(net.apply_head(k, variables, h), k, carry)
+    fire, policy_state = exit_fires(policy, logits, k, net.num_exits, policy_state)
+    return logits, fire, (policy_state, carry)
+
+
 def cost_of_exit(net: EarlyExitNet, exit_index: jax.Array) -> jax.Array:
     """[B] FLOPs needed to reach each sample's exit."""
     return jnp.asarray(net.costs.to_exit, jnp.float32)[exit_index]
@@ -157,9 +183,9 @@ def cost_of_exit(net: EarlyExitNet, exit_index: jax.Array) -> jax.Array:
 
 def select_exits(net: EarlyExitNet, policy: Policy, exit_logits: jax.Array,
                  index: jax.Array) -> InferenceResult:
-    """The policy applied to precomputed logits of every exit (traceable).
+    """The policy applied to precomputed predictions of every exit (traceable).
 
-    exit_logits: [K, B, C]; index: [B] dataset indices of the samples.
+    exit_logits: [K, B, C] predictions (after the readout); index: [B] dataset indices.
     """
     state = policy.init_state(index)
     fires = []
@@ -171,19 +197,18 @@ def select_exits(net: EarlyExitNet, policy: Policy, exit_logits: jax.Array,
     return InferenceResult(logits, exit_index, cost_of_exit(net, exit_index), exit_logits)
 
 
-def _dense(net, variables, x, policy, index) -> InferenceResult:
-    return select_exits(net, policy, net.apply_all(variables, x), index)
+def _dense(net, variables, x, policy, readout, index) -> InferenceResult:
+    return select_exits(net, policy, readout.apply_all(net.apply_all(variables, x)), index)
 
 
-def _masked(net, variables, x, policy, index) -> InferenceResult:
-    state = policy.init_state(index)
+def _masked(net, variables, x, policy, readout, index) -> InferenceResult:
+    state = init_exit_state(policy, readout, index, net.num_classes)
     done = jnp.zeros(x.shape[:1], bool)
     logits_out = exit_out = None
     h = x
     for k in range(net.num_exits):
         h = net.apply_stage(k, variables, h)
-        logits = net.apply_head(k, variables, h)
-        fire, state = exit_fires(policy, logits, k, net.num_exits, state)
+        logits, fire, state = exit_step(net, variables, policy, readout, k, h, state)
         leave = fire & ~done
         if logits_out is None:
             logits_out, exit_out = logits, jnp.zeros(x.shape[:1], jnp.int32)

@@ -69,6 +69,9 @@ class EarlyExitNet:
       input_shape: one sample's shape, e.g. (32, 32, 3).
       num_classes: C, the width of every head's logits.
       name: a label for reports.
+      head_leaf: when a stage's output is a pytree of which the heads read one leaf (MSDNet's
+        coarsest scale), that leaf's position in `jax.tree.leaves`; None when they read it all.
+        Gradient rescaling scales only what the heads read.
     """
 
     stages: tuple[nn.Module, ...]
@@ -76,6 +79,7 @@ class EarlyExitNet:
     input_shape: tuple[int, ...]
     num_classes: int
     name: str = "early_exit_net"
+    head_leaf: int | None = None
 
     def __post_init__(self):
         if len(self.stages) < 1 or len(self.stages) != len(self.heads):
@@ -132,9 +136,19 @@ class EarlyExitNet:
 
     # ----------------------------------------------------------------------------- train mode
     def apply_train(
-        self, variables: Variables, x: jax.Array, rng: jax.Array | None = None
+        self, variables: Variables, x: jax.Array, rng: jax.Array | None = None,
+        gradient_rescale: bool = False,
     ) -> tuple[jax.Array, Variables]:
         """Every exit in train mode (batch statistics from the batch, dropout on).
+
+        Args:
+          variables, x: as for `apply_all`.
+          rng: dropout key, or None.
+          gradient_rescale: BoostNet's / IMTA's gradient equilibrium: the forward pass is
+            unchanged; backward, the gradient entering stage k's output from head k is scaled by
+            1/(K-k) and the one from the later stages by (K-k-1)/(K-k) (0-based k), so the trunk
+            does not receive K times the gradient of its last exit. Only the leaf the heads read
+            is scaled (see `head_leaf`).
 
         Returns:
           logits: [K, B, C].
@@ -156,9 +170,27 @@ class EarlyExitNet:
                     new_state.setdefault(collection, {})[name] = value
                 if is_stage:
                     h = out
+                    if gradient_rescale:
+                        h, h_next = self._rescale_for_head(h, k)
                 else:
                     logits.append(out)
+                    if gradient_rescale:
+                        h = h_next
         return jnp.stack(logits), new_state
+
+    def _rescale_for_head(self, h, k: int):
+        """(h for head k, h for stage k+1): the same values, gradients scaled 1/(K-k) and
+        (K-k-1)/(K-k) on the leaf the heads read."""
+        remaining = self.num_exits - k
+        leaves, treedef = jax.tree.flatten(h)
+        position = range(len(leaves))[self.head_leaf] if self.head_leaf is not None else None
+
+        def scaled(factor):
+            return treedef.unflatten([
+                scale_gradient(leaf, factor) if position in (None, i) else leaf
+                for i, leaf in enumerate(leaves)])
+
+        return scaled(1.0 / remaining), scaled((remaining - 1) / remaining)
 
     # ----------------------------------------------------------------------------- costs
     @functools.cached_property
@@ -166,35 +198,62 @@ class EarlyExitNet:
         """Per-sample FLOPs of each stage and head, from XLA's cost analysis of the compiled
         eval-mode functions at batch size 1 (computed once per net, then cached)."""
         variables = self._abstract_variables
-        outputs = self.feature_shapes
-        inputs = [self.input_shape, *outputs[:-1]]
+        outputs = self.feature_specs
+        inputs = [jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32), *outputs[:-1]]
         stage_flops, head_flops = [], []
         for k in range(self.num_exits):
             stage_fn = jax.jit(functools.partial(self.apply_stage, k))
             head_fn = jax.jit(functools.partial(self.apply_head, k))
-            stage_in = jax.ShapeDtypeStruct((1, *inputs[k]), jnp.float32)
-            head_in = jax.ShapeDtypeStruct((1, *outputs[k]), jnp.float32)
             stage_flops.append(
-                _compat.compiled_flops(stage_fn.lower(variables, stage_in).compile()))
-            head_flops.append(_compat.compiled_flops(head_fn.lower(variables, head_in).compile()))
+                _compat.compiled_flops(stage_fn.lower(variables, inputs[k]).compile()))
+            head_flops.append(
+                _compat.compiled_flops(head_fn.lower(variables, outputs[k]).compile()))
         return ExitCosts(stage=np.asarray(stage_flops), head=np.asarray(head_flops))
 
     @functools.cached_property
-    def feature_shapes(self) -> list[tuple[int, ...]]:
-        """One sample's shape after each stage, e.g. [(28, 28, 16), (14, 14, 32), ...]
+    def feature_specs(self) -> list[Any]:
+        """Each stage's output for a batch of one: pytrees of `jax.ShapeDtypeStruct` [1, ...]
         (traced once per net, then cached)."""
         h = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
-        shapes = []
+        specs = []
         for k in range(self.num_exits):
             h = jax.eval_shape(functools.partial(self.apply_stage, k), self._abstract_variables, h)
-            shapes.append(tuple(h.shape[1:]))
-        return shapes
+            specs.append(h)
+        return specs
+
+    @property
+    def feature_shapes(self) -> list[Any]:
+        """One sample's shape after each stage, e.g. [(28, 28, 16), (14, 14, 32), ...]; a
+        pytree of shapes where a stage outputs a pytree (MSDNet: a list, one per scale)."""
+        return [jax.tree.map(lambda s: tuple(s.shape[1:]), spec) for spec in self.feature_specs]
+
+    def empty_features(self, k: int, rows: int, dtype=jnp.float32) -> Any:
+        """Zeros shaped like stage k's output for `rows` samples (a buffer to fill)."""
+        return jax.tree.map(lambda s: jnp.zeros((rows, *s.shape[1:]), dtype),
+                            self.feature_specs[k])
 
     @functools.cached_property
     def _abstract_variables(self) -> Variables:
         """The shapes and dtypes of the variables (no arrays allocated)."""
         x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
         return jax.eval_shape(self.init, jax.random.key(0), x)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def scale_gradient(x: jax.Array, factor: float) -> jax.Array:
+    """Identity forward; backward multiplies the gradient by `factor` (a Python float)."""
+    return x
+
+
+def _scale_gradient_fwd(x, factor):
+    return x, None
+
+
+def _scale_gradient_bwd(factor, _, g):
+    return (g * factor,)
+
+
+scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
 
 
 def _part(variables: Variables, name: str) -> Variables:

@@ -30,16 +30,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eejax.engines import InferenceResult, exit_fires
+from eejax.engines import InferenceResult, exit_step, init_exit_state
 from eejax.network import EarlyExitNet, Variables
 from eejax.policies import Policy
+from eejax.readout import Readout, independent
 
 
 class _Buffer:
     """Host-side bookkeeping of one stage's device buffer."""
 
     def __init__(self, arrays: dict):
-        self.arrays = arrays  # {"h": [2B, ...], "index": [2B], "state": pytree [2B, ...]}
+        self.arrays = arrays  # {"h": [2B, ...], "index": [2B], "state": (policy state, readout carry) [2B, ...]}
         self.count = 0  # rows held, packed at the front
 
 
@@ -49,11 +50,12 @@ def stream_infer(
     batches: Iterable[jax.Array],
     policy: Policy,
     batch_size: int,
+    readout: Readout | None = None,
 ) -> InferenceResult:
     """Early-exit inference over a stream of input batches.
 
     Args:
-      net, variables, policy: as for `eejax.infer`.
+      net, variables, policy, readout: as for `eejax.infer`.
       batches: arrays [b, *input_shape] with b <= batch_size; sample i of the stream (counting
         across batches) gets dataset index i, which an oracle policy uses.
       batch_size: B, the batch every stage runs at.
@@ -64,6 +66,8 @@ def stream_infer(
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     policy.check(net.num_exits, net.num_classes)
+    readout = independent() if readout is None else readout
+    readout.check(net.num_exits)
     steps = _steps(net, int(batch_size))
     capacity = 2 * batch_size
     buffers: list[_Buffer | None] = [None] * net.num_exits
@@ -85,7 +89,7 @@ def stream_infer(
         # there are some (a device-side cond would copy the whole buffer either way).
         step = steps.later[k, buffer.count > batch_size]
         buffer.arrays, out, survivors, logits, leave, index = step(
-            variables, policy, buffer.arrays, buffer.count,
+            variables, policy, readout, buffer.arrays, buffer.count,
             None if target is None else target.arrays, 0 if target is None else target.count)
         buffer.count = max(buffer.count - batch_size, 0)
         emitted.append((logits, leave, index, k))
@@ -99,9 +103,9 @@ def stream_infer(
                              f"batch_size={batch_size}")
         index = jnp.arange(seen, seen + size, dtype=jnp.int32)
         if net.num_exits > 1 and buffers[1] is None:
-            _allocate(net, variables, policy, buffers, x, capacity)
+            _allocate(net, policy, readout, buffers, x, capacity)
         out, survivors, logits, leave = steps.first(
-            variables, policy, jnp.asarray(x), index,
+            variables, policy, readout, jnp.asarray(x), index,
             None if net.num_exits == 1 else buffers[1].arrays,
             0 if net.num_exits == 1 else buffers[1].count)
         emitted.append((logits, leave, index, 0))
@@ -130,13 +134,13 @@ def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
     return InferenceResult(jnp.asarray(logits), jnp.asarray(exit_index), jnp.asarray(cost))
 
 
-def _allocate(net, variables, policy, buffers, x, capacity) -> None:
+def _allocate(net, policy, readout, buffers, x, capacity) -> None:
     """Creates an empty buffer of `capacity` rows for every stage after the first."""
-    state = jax.eval_shape(policy.init_state, jnp.zeros(capacity, jnp.int32))
-    shapes = net.feature_shapes
+    state = jax.eval_shape(lambda index: init_exit_state(policy, readout, index, net.num_classes),
+                           jnp.zeros(capacity, jnp.int32))
     for k in range(1, net.num_exits):
         arrays = {
-            "h": jnp.zeros((capacity, *shapes[k - 1]), x.dtype),
+            "h": net.empty_features(k - 1, capacity, x.dtype),
             "index": jnp.zeros(capacity, jnp.int32),
             "state": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state),
         }
@@ -162,22 +166,21 @@ def _steps(net: EarlyExitNet, batch_size: int) -> _Steps:
                                                                  count, axis=0), out, rows)
         return out, jnp.sum(keep)
 
-    def first(variables, policy, x, index, out, count):
+    def first(variables, policy, readout, x, index, out, count):
         h = net.apply_stage(0, variables, x)
-        logits = net.apply_head(0, variables, h)
-        leave, state = exit_fires(policy, logits, 0, net.num_exits, policy.init_state(index))
+        state = init_exit_state(policy, readout, index, net.num_classes)
+        logits, leave, state = exit_step(net, variables, policy, readout, 0, h, state)
         if out is None:
             return None, None, logits, leave
         rows = {"h": h, "index": index, "state": state}
         out, survivors = append(out, count, rows, ~leave)
         return out, survivors, logits, leave
 
-    def later_step(k, shift, variables, policy, buffer, count, out, out_count):
+    def later_step(k, shift, variables, policy, readout, buffer, count, out, out_count):
         rows = jax.tree.map(lambda a: a[:batch_size], buffer)
         valid = jnp.arange(batch_size) < count
         h = net.apply_stage(k, variables, rows["h"])
-        logits = net.apply_head(k, variables, h)
-        fire, state = exit_fires(policy, logits, k, net.num_exits, rows["state"])
+        logits, fire, state = exit_step(net, variables, policy, readout, k, h, rows["state"])
         leave = fire & valid
         if shift:
             buffer = jax.tree.map(
@@ -189,9 +192,9 @@ def _steps(net: EarlyExitNet, batch_size: int) -> _Steps:
         out, survivors = append(out, out_count, kept, valid & ~leave)
         return buffer, out, survivors, logits, leave, rows["index"]
 
-    later = {(k, shift): jax.jit(functools.partial(later_step, k, shift), donate_argnums=(2, 4))
+    later = {(k, shift): jax.jit(functools.partial(later_step, k, shift), donate_argnums=(3, 5))
              for k in range(1, net.num_exits) for shift in (False, True)}
-    return _Steps(jax.jit(first, donate_argnums=(4,)), later)
+    return _Steps(jax.jit(first, donate_argnums=(5,)), later)
 
 
 def _gather_kept(keep: jax.Array):

@@ -65,3 +65,22 @@ def np_first_exit(exit_logits: np.ndarray, rule: str, thresholds=(), patience: i
                 exits[i] = k
                 break
     return exits
+
+
+def np_boosted(raw: np.ndarray, reweight) -> np.ndarray:
+    """Reference BoostNet ensemble, exit by exit: G_0 = f_0, G_k = f_k + r_{k-1} G_{k-1}."""
+    raw = raw.astype(np.float64)
+    reweight = np.broadcast_to(np.asarray(reweight, np.float64), (raw.shape[0] - 1,))
+    out = [raw[0]]
+    for k in range(1, raw.shape[0]):
+        out.append(raw[k] + reweight[k - 1] * out[-1])
+    return np.stack(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_msdnet():
+    """A 3-exit MSDNet (3 scales, prune "max" drops two of them) on 12x12x1 inputs."""
+    net = eejax.models.get("msdnet", num_classes=5, input_shape=(12, 12, 1), num_blocks=3,
+                           base=1, step=1, channels=4, growth_rate=2)
+    variables = net.init(jax.random.key(1), np.zeros((1, 12, 12, 1), np.float32))
+    return net, variables

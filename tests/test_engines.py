@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from conftest import images, np_first_exit
+from conftest import images, np_boosted, np_first_exit
 from jax.sharding import Mesh
 
 import eejax
@@ -201,3 +201,31 @@ def test_bucket_sizes_must_be_positive_integers(tiny_net):
     with pytest.raises(ValueError, match="buckets must be positive integers"):
         eejax.infer(net, variables, images(4), policies.max_prob([0.5, 0.5]), engine="compact",
                     buckets=[0, 2])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("batch", [1, 33])
+def test_boosted_readout_in_every_engine_matches_reference(tiny_net, engine, batch):
+    """The running ensemble G_k travels with the samples that survive (compact, stream)."""
+    net, variables = tiny_net
+    x = images(batch, seed=11)
+    boosted = eejax.readout.boosted([0.5, 0.8], num_exits=3)
+    ensemble = np_boosted(np.asarray(net.apply_all(variables, x)), [0.5, 0.8])
+    scores = np.asarray(policies.confidence("max_prob", ensemble[:-1]))
+    thresholds = np.quantile(scores, 0.4, axis=1).tolist() if batch > 1 else [0.3, 0.3]
+    exits = np_first_exit(ensemble, "max_prob", thresholds)
+    result = eejax.infer(net, variables, x, policies.max_prob(thresholds), engine=engine,
+                         readout=boosted)
+    assert_matches(result, exits, ensemble[exits, np.arange(batch)], net.costs.to_exit[exits])
+    if batch > 1:
+        assert len(set(exits.tolist())) == 3, "thresholds must spread samples over the exits"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_multi_scale_features_in_every_engine(tiny_msdnet, engine):
+    """MSDNet's stage outputs are lists of scales; engines gather and buffer them as pytrees."""
+    net, variables = tiny_msdnet
+    x = images(21, seed=12)
+    targets = np.random.default_rng(12).integers(0, 3, 21)
+    result = eejax.infer(net, variables, x, policies.oracle(targets), engine=engine)
+    assert_matches(result, *reference(net, variables, x, "oracle", targets=targets))

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import np_softmax
+from conftest import np_boosted, np_softmax
 
 import eejax
 from eejax.objectives.joint import per_exit_cross_entropy
@@ -83,3 +83,40 @@ def test_given_weights_must_match_exits(batch):
     logits, labels = batch
     with pytest.raises(ValueError, match="3 finite non-negative numbers"):
         eejax.objectives.get("joint", weights=[1.0, 1.0])(jnp.asarray(logits), labels)
+
+
+def np_boosted_loss(raw, labels, reweight):
+    """sum_k CE(f_k + r_{k-1} G_{k-1}) with G from the loop reference (values only)."""
+    ensemble = np_boosted(raw, reweight)
+    r = np.broadcast_to(np.asarray(reweight, np.float64), (raw.shape[0] - 1,))
+    targets = [raw[0]] + [raw[k] + r[k - 1] * ensemble[k - 1] for k in range(1, raw.shape[0])]
+    return np.array([np_cross_entropy(t, labels) for t in targets])
+
+
+@pytest.mark.parametrize("reweight", [0.5, [0.9, 0.1]])
+def test_boosted_loss_and_predictions_match_numpy(batch, reweight):
+    logits, labels = batch
+    objective = eejax.objectives.get("boosted", reweight=reweight)
+    loss, aux = objective(jnp.asarray(logits), labels)
+    ce = np_boosted_loss(logits, labels, reweight)
+    np.testing.assert_allclose(aux["exit_loss"], ce, rtol=1e-5)
+    np.testing.assert_allclose(loss, ce.sum(), rtol=1e-5)
+    accuracy = (np_boosted(logits, reweight).argmax(-1) == labels).mean(1)
+    np.testing.assert_allclose(aux["exit_accuracy"], accuracy)
+    np.testing.assert_allclose(objective.readout(3).apply_all(jnp.asarray(logits)),
+                               np_boosted(logits, reweight), rtol=1e-5)
+    assert objective.gradient_rescale
+
+
+def test_boosted_gradient_reaches_each_head_only_through_its_own_output():
+    """d loss / d f_k = softmax(f_k + r sg(G_{k-1})) - onehot(y), over B: the earlier exits'
+    outputs get no gradient from later exits' losses (the stop_gradient)."""
+    rng = np.random.default_rng(2)
+    raw = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 5)
+    objective = eejax.objectives.get("boosted", reweight=0.5)
+    grad = jax.grad(lambda f: objective(f, labels)[0])(jnp.asarray(raw))
+    ensemble = np_boosted(raw, 0.5)
+    targets = np.concatenate([raw[:1], raw[1:] + 0.5 * ensemble[:-1]])
+    expected = (np_softmax(targets) - np.eye(4)[labels][None]) / 5
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)

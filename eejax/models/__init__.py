@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from eejax.models.msdnet import msdnet
 from eejax.models.resnet import resnet_ee
 from eejax.network import EarlyExitNet
 from eejax.registry import Registry
 
 REGISTRY = Registry("model")
 REGISTRY.register("resnet_ee")(resnet_ee)
+REGISTRY.register("msdnet")(msdnet)
 
 
 def get(name: str, **options: Any) -> EarlyExitNet:

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from eejax.objectives.base import Objective
+
 
 def exit_weights(weights: str | Sequence[float], num_exits: int) -> jnp.ndarray:
     """[K] weights: "uniform" (1 each), "linear" ((k+1)/K, later exits weigh more) or given."""
@@ -41,7 +43,7 @@ def exit_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return (jnp.argmax(logits, -1) == labels[None]).mean(axis=1)
 
 
-def joint(weights: str | Sequence[float] = "uniform"):
+def joint(weights: str | Sequence[float] = "uniform") -> Objective:
     """loss = sum_k w_k * CE(logits_k, labels)."""
     if isinstance(weights, str):
         exit_weights(weights, 1)  # validates the name now, not at the first step
@@ -51,11 +53,11 @@ def joint(weights: str | Sequence[float] = "uniform"):
         w = exit_weights(weights, logits.shape[0])
         return jnp.sum(w * ce), {"exit_loss": ce, "exit_accuracy": exit_accuracy(logits, labels)}
 
-    return objective
+    return Objective(objective)
 
 
 def distill(weights: str | Sequence[float] = "uniform", temperature: float = 3.0,
-            alpha: float = 0.5):
+            alpha: float = 0.5) -> Objective:
     """Joint loss plus distillation of the last exit (teacher) into each earlier exit.
 
     For exit k < K-1:  w_k * [(1 - alpha) * CE(z_k, y) + alpha * T^2 * KL(p_T(z_K) || p_T(z_k))],
@@ -81,4 +83,4 @@ def distill(weights: str | Sequence[float] = "uniform", temperature: float = 3.0
         return loss, {"exit_loss": ce, "distill_kl": kl,
                       "exit_accuracy": exit_accuracy(logits, labels)}
 
-    return objective
+    return Objective(objective)
