@@ -94,9 +94,13 @@ def test_plan_of_the_boostnet_recipe():
 
 
 def test_stage_outputs_are_lists_of_scales(tiny_msdnet):
+    """channels 4, growth 2, factors (1, 2, 4): the stem gives 4/8/16 channels and one layer
+    adds 2/4/8. Block 1 drops the finest scale (12 + 4 and 24 + 8 channels), then a transition
+    keeps floor(0.5 * (4 + 2 * 2)) = 4 units: 8 and 16. Block 2 keeps the coarsest scale only:
+    16 + 8 = 24, transition to floor(0.5 * (4 + 2)) = 3 units: 12."""
     net, variables = tiny_msdnet
-    assert net.feature_shapes == [[(12, 12, 10), (6, 6, 20), (3, 3, 40)],
-                                  [(6, 6, 13), (3, 3, 26)], [(3, 3, 15)]]
+    assert net.feature_shapes == [[(12, 12, 6), (6, 6, 12), (3, 3, 24)],
+                                  [(6, 6, 8), (3, 3, 16)], [(3, 3, 12)]]
     assert net.apply_all(variables, np.zeros((2, 12, 12, 1), np.float32)).shape == (3, 2, 5)
 
 
