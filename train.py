@@ -26,7 +26,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so configs can import each other
 
 import eejax  # noqa: E402
-from eejax import evaluation, plotting  # noqa: E402
+from eejax import calibration, evaluation, plotting  # noqa: E402
 from eejax.checkpoint import Checkpointer  # noqa: E402
 from eejax.data import batch_indices, load, steps_per_epoch  # noqa: E402
 from eejax.optim import make_optimizer  # noqa: E402
@@ -58,12 +58,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     data_dir = config.data.data_dir or None
     train_ds = load(config.data.name, config.data.train_split, data_dir)
     eval_ds = load(config.data.name, config.data.eval_split, data_dir)
+    calibration_split = config.data.get("calibration_split", "")
+    calibration_ds = load(config.data.name, calibration_split, data_dir) if calibration_split \
+        else None
     per_epoch = steps_per_epoch(len(train_ds), train_cfg.batch_size)
 
     # Model, objective, optimizer, state.
     net = eejax.models.get(config.model.name, num_classes=train_ds.num_classes,
                            input_shape=train_ds.input_shape, **options(config.model))
     objective = eejax.objectives.get(config.objective.name, **options(config.objective))
+    readout = objective.readout(net.num_exits)  # how the trained exits predict
     optimizer = make_optimizer(config.optimizer, train_cfg.steps, per_epoch)
     state = create_train_state(net, optimizer, config.seed)
     policy = eejax.policies.from_config(
@@ -88,13 +92,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     # Train. On any exception, wait for in-flight asynchronous saves before propagating it.
     train_step = make_train_step(net, objective, optimizer, config.data.augment)
     try:
-        state = _train_loop(config, net, state, train_step, train_ds, eval_ds, checkpoints,
-                            meta, on_step)
+        state = _train_loop(config, net, readout, state, train_step, train_ds, eval_ds,
+                            checkpoints, meta, on_step)
     finally:
         checkpoints.close()
 
     # Evaluate every exit, the configured policy and a threshold sweep.
-    exit_logits = predict_exits(net, state.variables, eval_ds.images, train_cfg.eval_batch_size)
+    exit_logits = predict_exits(net, state.variables, eval_ds.images, train_cfg.eval_batch_size,
+                                readout)
     index = np.arange(len(eval_ds), dtype=np.int32)
     result = eejax.engines.select_exits(net, policy, exit_logits, index)
     sweep = evaluation.threshold_sweep(net, exit_logits, eval_ds.labels, config.policy.name,
@@ -111,15 +116,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                    **evaluation.policy_report(result, eval_ds.labels, net.costs)},
         "sweep": sweep,
     }
+    curves = {f"{config.policy.name} sweep": sweep}
+    if calibration_ds is not None:
+        calibration_logits = predict_exits(net, state.variables, calibration_ds.images,
+                                           train_cfg.eval_batch_size, readout)
+        report["budgeted"] = calibration.budgeted_sweep(
+            net, calibration_logits, calibration_ds.labels, exit_logits, eval_ds.labels)
+        curves[f"budgeted (p^k shares, thresholds from {calibration_split})"] = \
+            report["budgeted"]
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     plotting.accuracy_vs_flops(workdir / "accuracy_vs_flops.png", report["exit_flops"],
-                               report["exit_accuracy"], {f"{config.policy.name} sweep": sweep},
-                               f"{net.name} on {eval_ds.name}")
+                               report["exit_accuracy"], curves,
+                               f"{net.name} ({config.objective.name}) on {eval_ds.name}")
     _print_report(report, workdir)
     return report
 
 
-def _train_loop(config, net, state, train_step, train_ds, eval_ds, checkpoints, meta, on_step):
+def _train_loop(config, net, readout, state, train_step, train_ds, eval_ds, checkpoints, meta,
+                on_step):
     """Steps from `state.step` to config.train.steps: progress, evaluation, checkpoints."""
     train_cfg = config.train
     window_start, window_steps = time.perf_counter(), 0
@@ -140,7 +154,7 @@ def _train_loop(config, net, state, train_step, train_ds, eval_ds, checkpoints, 
             window_start, window_steps = time.perf_counter(), 0
         if done % train_cfg.eval_every == 0 and done < train_cfg.steps:
             exit_logits = predict_exits(net, state.variables, eval_ds.images,
-                                        train_cfg.eval_batch_size)
+                                        train_cfg.eval_batch_size, readout)
             accuracy = evaluation.exit_accuracy(exit_logits, eval_ds.labels)
             print(f"  eval {eval_ds.name} acc/exit [{' '.join(f'{a:.3f}' for a in accuracy)}]",
                   flush=True)
@@ -165,6 +179,12 @@ def _print_report(report: dict, workdir: Path) -> None:
     print(f"policy {p['name']} thresholds {p['thresholds']}: accuracy {p['accuracy']:.4f}, "
           f"mean {p['mean_flops'] / 1e6:.2f} MFLOPs, ideal speedup {p['ideal_speedup']:.2f}x, "
           f"exit fractions {[round(f, 3) for f in p['exit_fractions']]}")
+    if "budgeted" in report:
+        print("budgeted (thresholds from the calibration split), every 4th p:")
+        print("     p   val acc  test acc   MFLOPs")
+        for point in report["budgeted"][::4]:
+            print(f"  {point['p']:4.2f}   {point['val_accuracy']:.4f}    {point['accuracy']:.4f} "
+                  f"{point['mean_flops'] / 1e6:8.2f}")
     print(f"report: {workdir / 'report.json'}  plot: {workdir / 'accuracy_vs_flops.png'}",
           flush=True)
 

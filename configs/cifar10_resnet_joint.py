@@ -10,6 +10,8 @@ from configs import default
 def get_config():
     config = default.get_config()
     config.data.name = "cifar10"
+    config.data.train_split = "train[:45000]"
+    config.data.calibration_split = "train[45000:]"  # held out for budgeted thresholds
     config.data.augment = "crop_flip"
     config.model.width = 32
     config.model.blocks_per_stage = 2
@@ -19,7 +21,7 @@ def get_config():
     config.optimizer.nesterov = True
     config.optimizer.weight_decay = 5e-4
     config.optimizer.warmup_steps = 500
-    config.train.steps = 30000  # ~77 epochs at batch 128
+    config.train.steps = 30000  # ~85 epochs of 45,000 images at batch 128
     config.train.eval_every = 2000
     config.train.checkpoint_every = 1000
     return config

@@ -16,6 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.data_dir = ""  # tfds data_dir; "" = tfds' default
     config.data.train_split = "train"
     config.data.eval_split = "test"
+    # Budgeted evaluation (MSDNet/BoostNet) picks thresholds on this split; "" skips it.
+    config.data.calibration_split = "validation"
     config.data.augment = "crop"  # none | crop | crop_flip
 
     config.model = ml_collections.ConfigDict()

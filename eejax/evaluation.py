@@ -42,14 +42,18 @@ def threshold_sweep(net: EarlyExitNet, exit_logits: np.ndarray, labels: np.ndarr
 
     exit_logits: [K, N, C] precomputed, so a sweep costs no network evaluation.
     """
-    select = _jitted_select(net)
+    return [{"threshold": float(value),
+             **evaluate_thresholds(net, exit_logits, labels, rule, [value] * (net.num_exits - 1))}
+            for value in values]
+
+
+def evaluate_thresholds(net: EarlyExitNet, exit_logits: np.ndarray, labels: np.ndarray,
+                        rule: str, thresholds: Sequence[float]) -> dict:
+    """`policy_report` of a threshold rule on precomputed predictions [K, N, C] (jitted once
+    per net; new thresholds do not recompile)."""
+    policy = policies.from_config(rule, thresholds=thresholds)
     index = jnp.arange(exit_logits.shape[1], dtype=jnp.int32)
-    reports = []
-    for value in values:
-        policy = policies.from_config(rule, thresholds=[value] * (net.num_exits - 1))
-        report = policy_report(select(policy, exit_logits, index), labels, net.costs)
-        reports.append({"threshold": float(value), **report})
-    return reports
+    return policy_report(_jitted_select(net)(policy, exit_logits, index), labels, net.costs)
 
 
 @functools.lru_cache(maxsize=16)

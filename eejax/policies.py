@@ -116,22 +116,28 @@ def confidence(rule: str, logits: jax.Array) -> jax.Array:
     raise ValueError(f"rule must be one of {list(_THRESHOLD_RULES)}, got {rule!r}")
 
 
-def _thresholds(values: Sequence[float], low: float, high: float | None, what: str) -> np.ndarray:
+def _thresholds(values: Sequence[float], low: float, high: float | None, what: str,
+                never: bool = False) -> np.ndarray:
+    """Validated float32 thresholds; with `never`, +inf is allowed and means nobody leaves."""
     array = np.asarray(values, dtype=np.float32)
     if array.ndim != 1:
         raise ValueError(f"thresholds must be a 1-D sequence (one per exit but the last), "
                          f"got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"thresholds must be finite, got {array.tolist()}")
-    if np.any(array < low) or (high is not None and np.any(array > high)):
+    allowed = np.isfinite(array) | (never & (array == np.inf))
+    if not np.all(allowed):
+        also = " or +inf (nobody leaves there)" if never else ""
+        raise ValueError(f"thresholds must be finite{also}, got {array.tolist()}")
+    finite = array[np.isfinite(array)]
+    if np.any(finite < low) or (high is not None and np.any(finite > high)):
         bound = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"thresholds for {what} must lie in {bound}, got {array.tolist()}")
     return array
 
 
 def max_prob(thresholds: Sequence[float]) -> Policy:
-    """Exit when the largest softmax probability >= threshold (thresholds in [0, 1])."""
-    return Policy("max_prob", _thresholds(thresholds, 0.0, 1.0, "max_prob"))
+    """Exit when the largest softmax probability >= threshold (thresholds in [0, 1], or +inf
+    for an exit nobody should take)."""
+    return Policy("max_prob", _thresholds(thresholds, 0.0, 1.0, "max_prob", never=True))
 
 
 def entropy(thresholds: Sequence[float]) -> Policy:
@@ -140,8 +146,9 @@ def entropy(thresholds: Sequence[float]) -> Policy:
 
 
 def margin(thresholds: Sequence[float]) -> Policy:
-    """Exit when top-1 minus top-2 softmax probability >= threshold (thresholds in [0, 1])."""
-    return Policy("margin", _thresholds(thresholds, 0.0, 1.0, "margin"))
+    """Exit when top-1 minus top-2 softmax probability >= threshold (thresholds in [0, 1], or
+    +inf for an exit nobody should take)."""
+    return Policy("margin", _thresholds(thresholds, 0.0, 1.0, "margin", never=True))
 
 
 def patience(count: int) -> Policy:

@@ -40,7 +40,8 @@ class _Buffer:
     """Host-side bookkeeping of one stage's device buffer."""
 
     def __init__(self, arrays: dict):
-        self.arrays = arrays  # {"h": [2B, ...], "index": [2B], "state": (policy state, readout carry) [2B, ...]}
+        # {"h": [2B, ...], "index": [2B], "state": (policy state, readout carry), [2B, ...]}
+        self.arrays = arrays
         self.count = 0  # rows held, packed at the front
 
 

@@ -14,6 +14,8 @@ from flax import struct
 
 from eejax.data.augment import augment_batch
 from eejax.network import EarlyExitNet, Variables
+from eejax.objectives import Objective
+from eejax.readout import Readout
 
 
 @struct.dataclass
@@ -49,12 +51,13 @@ def create_train_state(net: EarlyExitNet, optimizer: optax.GradientTransformatio
                       opt_state=optimizer.init(params), rng=train_rng)
 
 
-def make_train_step(net: EarlyExitNet, objective: Callable, optimizer: optax.GradientTransformation,
-                    augment: str = "none") -> Callable:
+def make_train_step(net: EarlyExitNet, objective: Objective,
+                    optimizer: optax.GradientTransformation, augment: str = "none") -> Callable:
     """Returns jitted `train_step(state, images [B, ...], labels [B]) -> (state, metrics)`."""
 
     def loss_fn(params, model_state, images, labels, rng):
-        logits, new_model_state = net.apply_train({"params": params, **model_state}, images, rng)
+        logits, new_model_state = net.apply_train({"params": params, **model_state}, images, rng,
+                                                  gradient_rescale=objective.gradient_rescale)
         loss, aux = objective(logits, labels)
         return loss, (aux, new_model_state)
 
@@ -75,8 +78,9 @@ def make_train_step(net: EarlyExitNet, objective: Callable, optimizer: optax.Gra
 
 
 def predict_exits(net: EarlyExitNet, variables: Variables, images: np.ndarray,
-                  batch_size: int = 500) -> np.ndarray:
-    """[K, N, C] every exit's logits on every image, in eval mode, batch by batch.
+                  batch_size: int = 500, readout: Readout | None = None) -> np.ndarray:
+    """[K, N, C] every exit's prediction on every image, in eval mode, batch by batch: the raw
+    head outputs, or what `readout` makes of them (BoostNet's ensemble).
 
     The last batch is padded to `batch_size` so only one shape is ever compiled.
     """
@@ -86,7 +90,8 @@ def predict_exits(net: EarlyExitNet, variables: Variables, images: np.ndarray,
         chunk = images[start : start + batch_size]
         padded = np.pad(chunk, [(0, batch_size - len(chunk))] + [(0, 0)] * (chunk.ndim - 1))
         outputs.append(np.asarray(apply_all(variables, padded))[:, : len(chunk)])
-    return np.concatenate(outputs, axis=1)
+    raw = np.concatenate(outputs, axis=1)
+    return raw if readout is None else np.asarray(readout.apply_all(jnp.asarray(raw)))
 
 
 @functools.lru_cache(maxsize=16)

@@ -54,7 +54,7 @@ def conv_dense_macs(jaxpr) -> int:
     return total
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name):
     net = eejax.models.get("msdnet", **CONFIGS[name])
     x = jax.ShapeDtypeStruct((1, *net.input_shape), jnp.float32)

@@ -66,7 +66,8 @@ def test_confidence_matches_decide(rule, thresholds):
         (lambda: policies.margin([-0.1]), "must lie in"),
         (lambda: policies.entropy([-1.0]), ">= 0.0"),
         (lambda: policies.max_prob([[0.5]]), "1-D"),
-        (lambda: policies.max_prob([float("nan")]), "finite"),
+        (lambda: policies.max_prob([float("nan")]), "finite or \\+inf"),
+        (lambda: policies.entropy([float("inf")]), "thresholds must be finite, got"),
         (lambda: policies.patience(0), "patience count must be an integer >= 1"),
         (lambda: policies.oracle([0.5]), "exit_index"),
         (lambda: policies.from_config("confidence", thresholds=[0.5]),
@@ -76,6 +77,12 @@ def test_confidence_matches_decide(rule, thresholds):
 def test_bad_policy_arguments_are_named(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_infinite_max_prob_threshold_means_nobody_leaves_there():
+    logits = jnp.asarray([[20.0, -20.0], [0.0, 0.0]])  # probabilities 1.0 and 0.5
+    fire, _ = policies.max_prob([np.inf, 0.4]).decide(logits, 0, {})
+    assert fire.tolist() == [False, False]
 
 
 def test_threshold_count_must_match_exits():
