@@ -26,7 +26,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so configs can import each other
 
 import eejax  # noqa: E402
-from eejax import calibration, evaluation, plotting  # noqa: E402
+from eejax import calibration, evaluation, parallel, plotting  # noqa: E402
 from eejax.checkpoint import Checkpointer  # noqa: E402
 from eejax.data import batch_indices, load, steps_per_epoch  # noqa: E402
 from eejax.optim import make_optimizer  # noqa: E402
@@ -42,6 +42,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and report; a tempo
 _RESUME_KEYS = ("seed", "data", "model", "objective", "optimizer")
 
 
+def log(message: str) -> None:
+    """Progress and reports: printed by process 0 only."""
+    if parallel.is_main_process():
+        print(message, flush=True)
+
+
 def options(section: ml_collections.ConfigDict) -> dict:
     """A config section as keyword options, without its `name`."""
     return {k: v for k, v in section.to_dict().items() if k != "name"}
@@ -53,6 +59,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     train_cfg = config.train
+    mesh = parallel.make_mesh(train_cfg.get("num_devices", 0))
+    global_batch, per_device = parallel.batch_sizes(
+        train_cfg.batch_size, train_cfg.get("per_device_batch_size", 0), mesh)
 
     # Data.
     data_dir = config.data.data_dir or None
@@ -61,7 +70,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     calibration_split = config.data.get("calibration_split", "")
     calibration_ds = load(config.data.name, calibration_split, data_dir) if calibration_split \
         else None
-    per_epoch = steps_per_epoch(len(train_ds), train_cfg.batch_size)
+    per_epoch = steps_per_epoch(len(train_ds), global_batch)
 
     # Model, objective, optimizer, state.
     net = eejax.models.get(config.model.name, num_classes=train_ds.num_classes,
@@ -70,30 +79,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     readout = objective.readout(net.num_exits)  # how the trained exits predict
     optimizer = make_optimizer(config.optimizer, train_cfg.steps, per_epoch)
     state = create_train_state(net, optimizer, config.seed)
+    shardings = parallel.state_shardings(state, mesh, train_cfg.get("shard_params", False))
+    state = jax.device_put(state, shardings)
     policy = eejax.policies.from_config(
         config.policy.name, thresholds=[config.policy.threshold] * (net.num_exits - 1))
 
-    # Resume.
+    # Resume. The config is kept beside the checkpoints; the device count is not part of what
+    # must match, so a run saved on 8 devices resumes on 1 and back.
+    if parallel.is_main_process():
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     checkpoints = Checkpointer(workdir / "checkpoints", train_cfg.max_checkpoints)
     meta = {key: json.dumps(config[key].to_dict() if hasattr(config[key], "to_dict")
                             else config[key], sort_keys=True) for key in _RESUME_KEYS}
-    meta["batch_size"] = str(train_cfg.batch_size)
+    meta["batch_size"] = str(global_batch)
     meta["steps"] = str(train_cfg.steps)
     latest = checkpoints.latest_step()
     if latest is not None:
-        state = checkpoints.restore(latest, state, meta)
-        print(f"resumed from {checkpoints.directory / str(latest)} at step {latest}", flush=True)
-    print(f"{net.name}: {net.num_exits} exits, "
-          f"{sum(x.size for x in jax.tree.leaves(state.params)):,} parameters, "
-          f"{net.costs.total / 1e6:.2f} MFLOPs per sample; training on {train_ds.name} "
-          f"({len(train_ds)} images) for {train_cfg.steps} steps of {train_cfg.batch_size} "
-          f"on {jax.device_count()} {jax.default_backend()} device(s)", flush=True)
+        state = checkpoints.restore(latest, state, meta)  # onto this run's shardings
+        log(f"resumed from {checkpoints.directory / str(latest)} at step {latest}")
+    log(f"{net.name}: {net.num_exits} exits, "
+        f"{sum(x.size for x in jax.tree.leaves(state.params)):,} parameters, "
+        f"{net.costs.total / 1e6:.2f} MFLOPs per sample; training on {train_ds.name} "
+        f"({len(train_ds)} images) for {train_cfg.steps} steps of {global_batch} "
+        f"({per_device} per device on {mesh.devices.size} {jax.default_backend()} device(s), "
+        f"{jax.process_count()} process(es))")
 
     # Train. On any exception, wait for in-flight asynchronous saves before propagating it.
-    train_step = make_train_step(net, objective, optimizer, config.data.augment)
+    train_step = make_train_step(net, objective, optimizer, config.data.augment, mesh, shardings)
     try:
         state = _train_loop(config, net, readout, state, train_step, train_ds, eval_ds,
-                            checkpoints, meta, on_step)
+                            checkpoints, meta, on_step, mesh, global_batch)
     finally:
         checkpoints.close()
 
@@ -124,22 +139,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
             net, calibration_logits, calibration_ds.labels, exit_logits, eval_ds.labels)
         curves[f"budgeted (p^k shares, thresholds from {calibration_split})"] = \
             report["budgeted"]
-    (workdir / "report.json").write_text(json.dumps(report, indent=2))
-    plotting.accuracy_vs_flops(workdir / "accuracy_vs_flops.png", report["exit_flops"],
-                               report["exit_accuracy"], curves,
-                               f"{net.name} ({config.objective.name}) on {eval_ds.name}")
-    _print_report(report, workdir)
+    if parallel.is_main_process():
+        (workdir / "report.json").write_text(json.dumps(report, indent=2))
+        plotting.accuracy_vs_flops(workdir / "accuracy_vs_flops.png", report["exit_flops"],
+                                   report["exit_accuracy"], curves,
+                                   f"{net.name} ({config.objective.name}) on {eval_ds.name}")
+        _print_report(report, workdir)
     return report
 
 
 def _train_loop(config, net, readout, state, train_step, train_ds, eval_ds, checkpoints, meta,
-                on_step):
+                on_step, mesh, global_batch):
     """Steps from `state.step` to config.train.steps: progress, evaluation, checkpoints."""
     train_cfg = config.train
+    rows = parallel.process_rows(global_batch)  # this process's part of every global batch
     window_start, window_steps = time.perf_counter(), 0
     for step in range(int(state.step), train_cfg.steps):
-        index = batch_indices(len(train_ds), train_cfg.batch_size, config.seed, step)
-        state, metrics = train_step(state, train_ds.images[index], train_ds.labels[index])
+        index = batch_indices(len(train_ds), global_batch, config.seed, step)[rows]
+        images, labels = parallel.global_batch(mesh, train_ds.images[index],
+                                               train_ds.labels[index])
+        state, metrics = train_step(state, images, labels)
         done = step + 1
         window_steps += 1
         if on_step is not None:
@@ -149,15 +168,14 @@ def _train_loop(config, net, readout, state, train_step, train_ds, eval_ds, chec
             rate = window_steps / (time.perf_counter() - window_start)
             eta = (train_cfg.steps - done) / rate
             accuracy = " ".join(f"{a:.3f}" for a in metrics["exit_accuracy"])
-            print(f"step {done}/{train_cfg.steps}  loss {metrics['loss']:.4f}  "
-                  f"train acc/exit [{accuracy}]  {rate:.2f} steps/s  ETA {eta:.0f}s", flush=True)
+            log(f"step {done}/{train_cfg.steps}  loss {metrics['loss']:.4f}  "
+                f"train acc/exit [{accuracy}]  {rate:.2f} steps/s  ETA {eta:.0f}s")
             window_start, window_steps = time.perf_counter(), 0
         if done % train_cfg.eval_every == 0 and done < train_cfg.steps:
             exit_logits = predict_exits(net, state.variables, eval_ds.images,
                                         train_cfg.eval_batch_size, readout)
             accuracy = evaluation.exit_accuracy(exit_logits, eval_ds.labels)
-            print(f"  eval {eval_ds.name} acc/exit [{' '.join(f'{a:.3f}' for a in accuracy)}]",
-                  flush=True)
+            log(f"  eval {eval_ds.name} acc/exit [{' '.join(f'{a:.3f}' for a in accuracy)}]")
         if done % train_cfg.checkpoint_every == 0 or done == train_cfg.steps:
             checkpoints.save(done, state, meta)
     return state
@@ -193,8 +211,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    parallel.initialize_distributed()  # before any other JAX call, when the environment asks
     workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="eejax-")
-    print(f"workdir: {workdir}", flush=True)
+    log(f"workdir: {workdir}")
     train_and_evaluate(_CONFIG.value, workdir)
 
 

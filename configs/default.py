@@ -38,7 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 30
 
     config.train = ml_collections.ConfigDict()
-    config.train.batch_size = 128
+    config.train.batch_size = 128  # global, over all devices (or 0 with per_device_batch_size)
+    config.train.per_device_batch_size = 0  # 0: batch_size / number of devices
+    config.train.num_devices = 0  # data-parallel over this many devices; 0 = all visible
+    config.train.shard_params = False  # True: shard params and optimizer state over devices
     config.train.steps = 300
     config.train.log_every = 50
     config.train.eval_every = 150

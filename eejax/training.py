@@ -11,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from eejax.data.augment import augment_batch
 from eejax.network import EarlyExitNet, Variables
 from eejax.objectives import Objective
+from eejax.parallel import DATA_AXIS
 from eejax.readout import Readout
 
 
@@ -52,8 +54,13 @@ def create_train_state(net: EarlyExitNet, optimizer: optax.GradientTransformatio
 
 
 def make_train_step(net: EarlyExitNet, objective: Objective,
-                    optimizer: optax.GradientTransformation, augment: str = "none") -> Callable:
-    """Returns jitted `train_step(state, images [B, ...], labels [B]) -> (state, metrics)`."""
+                    optimizer: optax.GradientTransformation, augment: str = "none",
+                    mesh: Mesh | None = None, state_sharding: Any = None) -> Callable:
+    """Returns jitted `train_step(state, images [B, ...], labels [B]) -> (state, metrics)`.
+
+    With a `mesh` (see `eejax.parallel`), the batch is split over its data axis and the state
+    keeps `state_sharding` (default: replicated); metrics come back replicated.
+    """
 
     def loss_fn(params, model_state, images, labels, rng):
         logits, new_model_state = net.apply_train({"params": params, **model_state}, images, rng,
@@ -74,7 +81,13 @@ def make_train_step(net: EarlyExitNet, objective: Objective,
                                   opt_state=opt_state)
         return new_state, {"loss": loss, **aux}
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=(0,))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    state_sharding = replicated if state_sharding is None else state_sharding
+    return jax.jit(train_step, donate_argnums=(0,), in_shardings=(state_sharding, batch, batch),
+                   out_shardings=(state_sharding, replicated))
 
 
 def predict_exits(net: EarlyExitNet, variables: Variables, images: np.ndarray,
