@@ -26,9 +26,10 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so configs can import each other
 
 import eejax  # noqa: E402
-from eejax import calibration, evaluation, parallel, plotting  # noqa: E402
+from eejax import calibration, evaluation, parallel, plotting, uncertainty  # noqa: E402
 from eejax.checkpoint import Checkpointer  # noqa: E402
 from eejax.data import batch_indices, load, steps_per_epoch  # noqa: E402
+from eejax.gates import with_gates  # noqa: E402
 from eejax.optim import make_optimizer  # noqa: E402
 from eejax.training import create_train_state, make_train_step, predict_exits  # noqa: E402
 
@@ -73,8 +74,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     per_epoch = steps_per_epoch(len(train_ds), global_batch)
 
     # Model, objective, optimizer, state.
+    model_options = options(config.model)
+    gates = model_options.pop("gates", "")  # JEI-DNN: "uncertainty" | "hidden" | "" (none)
     net = eejax.models.get(config.model.name, num_classes=train_ds.num_classes,
-                           input_shape=train_ds.input_shape, **options(config.model))
+                           input_shape=train_ds.input_shape, **model_options)
+    if gates:
+        net = with_gates(net, gates)
     objective = eejax.objectives.get(config.objective.name, **options(config.objective))
     readout = objective.readout(net.num_exits)  # how the trained exits predict
     optimizer = make_optimizer(config.optimizer, train_cfg.steps, per_epoch)
@@ -83,6 +88,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     state = jax.device_put(state, shardings)
     policy = eejax.policies.from_config(
         config.policy.name, thresholds=[config.policy.threshold] * (net.num_exits - 1))
+    if policy.needs_gates and not net.gates:
+        raise ValueError("policy.name='gates' needs exit gates: set model.gates='uncertainty' "
+                         "(and train them with objective.name='jei')")
 
     # Resume. The config is kept beside the checkpoints; the device count is not part of what
     # must match, so a run saved on 8 devices resumes on 1 and back.
@@ -113,12 +121,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
         checkpoints.close()
 
     # Evaluate every exit, the configured policy and a threshold sweep.
-    exit_logits = predict_exits(net, state.variables, eval_ds.images, train_cfg.eval_batch_size,
-                                readout)
-    index = np.arange(len(eval_ds), dtype=np.int32)
-    result = eejax.engines.select_exits(net, policy, exit_logits, index)
+    exit_logits, gate_logits = _predict(net, state, eval_ds, train_cfg.eval_batch_size, readout)
+    result = _select(net, policy, exit_logits, gate_logits)
     sweep = evaluation.threshold_sweep(net, exit_logits, eval_ds.labels, config.policy.name,
-                                       _sweep_values(config.policy.name))
+                                       _sweep_values(config.policy.name), gate_logits)
     report = {
         "dataset": eval_ds.name,
         "steps": int(state.step),
@@ -131,10 +137,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                    **evaluation.policy_report(result, eval_ds.labels, net.costs)},
         "sweep": sweep,
     }
+    report["policy"]["ece"] = uncertainty.expected_calibration_error(
+        np.asarray(result.logits), eval_ds.labels)
     curves = {f"{config.policy.name} sweep": sweep}
     if calibration_ds is not None:
-        calibration_logits = predict_exits(net, state.variables, calibration_ds.images,
-                                           train_cfg.eval_batch_size, readout)
+        calibration_logits, calibration_gates = _predict(net, state, calibration_ds,
+                                                         train_cfg.eval_batch_size, readout)
+        calibrated = _select(net, policy, calibration_logits, calibration_gates)
+        report["policy"]["conformal"] = uncertainty.conformal_report(
+            (np.asarray(calibrated.logits), calibration_ds.labels, np.asarray(calibrated.exit)),
+            (np.asarray(result.logits), eval_ds.labels, np.asarray(result.exit)),
+            net.num_exits, config.get("conformal_alpha", 0.1))
         report["budgeted"] = calibration.budgeted_sweep(
             net, calibration_logits, calibration_ds.labels, exit_logits, eval_ds.labels)
         curves[f"budgeted (p^k shares, thresholds from {calibration_split})"] = \
@@ -181,7 +194,23 @@ def _train_loop(config, net, readout, state, train_step, train_ds, eval_ds, chec
     return state
 
 
+def _predict(net, state, dataset, batch_size, readout):
+    """Every exit's predictions [K, N, C] and, for gated nets, the gate logits [K-1, N]."""
+    if net.gates:
+        return predict_exits(net, state.variables, dataset.images, batch_size, readout,
+                             with_gates=True)
+    return predict_exits(net, state.variables, dataset.images, batch_size, readout), None
+
+
+def _select(net, policy, exit_logits, gate_logits):
+    index = np.arange(exit_logits.shape[1], dtype=np.int32)
+    return eejax.engines.select_exits(net, policy, exit_logits, index,
+                                      gate_logits if policy.needs_gates else None)
+
+
 def _sweep_values(rule: str) -> list[float]:
+    if rule == "gates":
+        return [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     if rule == "entropy":
         return [float(v) for v in np.geomspace(1e-3, 2.0, 15)]
     return [0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999]
@@ -196,7 +225,11 @@ def _print_report(report: dict, workdir: Path) -> None:
     p = report["policy"]
     print(f"policy {p['name']} thresholds {p['thresholds']}: accuracy {p['accuracy']:.4f}, "
           f"mean {p['mean_flops'] / 1e6:.2f} MFLOPs, ideal speedup {p['ideal_speedup']:.2f}x, "
-          f"exit fractions {[round(f, 3) for f in p['exit_fractions']]}")
+          f"exit fractions {[round(f, 3) for f in p['exit_fractions']]}, ECE {p['ece']:.4f}")
+    if "conformal" in p:
+        c = p["conformal"]
+        print(f"conformal sets (alpha {c['alpha']}, calibrated per exit): coverage "
+              f"{c['coverage']:.4f}, mean size {c['mean_set_size']:.2f}")
     if "budgeted" in report:
         print("budgeted (thresholds from the calibration split), every 4th p:")
         print("     p   val acc  test acc   MFLOPs")

@@ -51,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # The early-exit policy evaluated at the end (same threshold at every exit but the last).
     config.policy = ml_collections.ConfigDict()
-    config.policy.name = "max_prob"  # max_prob | entropy | margin
+    config.policy.name = "max_prob"  # max_prob | entropy | margin | gates (JEI-DNN)
     config.policy.threshold = 0.9
+    # Conformal prediction sets of the policy's exited predictions, calibrated per exit on
+    # data.calibration_split: target coverage 1 - alpha.
+    config.conformal_alpha = 0.1
     return config

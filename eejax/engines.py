@@ -94,6 +94,10 @@ def infer(
     policy.check(net.num_exits, net.num_classes)
     readout = independent() if readout is None else readout
     readout.check(net.num_exits)
+    if policy.needs_gates and not net.gates:
+        raise ValueError(f"the 'gates' policy needs a net with exit gates; {net.name} has none "
+                         f"(add them with eejax.gates.with_gates and train them with the "
+                         f"'jei' objective)")
     if policy.rule == "oracle" and len(policy.exit_index) < x.shape[0]:
         raise ValueError(f"an oracle policy needs an exit_index per sample: got "
                          f"{len(policy.exit_index)} for a batch of {x.shape[0]}")
@@ -151,11 +155,11 @@ def _shard_over_batch(fn: Callable, mesh: Mesh) -> Callable:
 
 
 def exit_fires(policy: Policy, logits: jax.Array, k: int, num_exits: int,
-               state: PolicyState) -> tuple[jax.Array, PolicyState]:
+               state: PolicyState, gate: jax.Array | None = None) -> tuple[jax.Array, PolicyState]:
     """The policy's decision at exit k, except that the last exit takes every sample."""
     if k == num_exits - 1:
         return jnp.ones(logits.shape[:1], bool), state
-    return policy.decide(logits, k, state)
+    return policy.decide(logits, k, state, gate)
 
 
 ExitState = tuple  # (policy state, readout carry), each with a leading [B] dimension
@@ -171,8 +175,12 @@ def exit_step(net: EarlyExitNet, variables: Variables, policy: Policy, readout: 
               h, state: ExitState) -> tuple[jax.Array, jax.Array, ExitState]:
     """Head k on stage k's output h [B, ...]: (prediction [B, C], fire [B], new state)."""
     policy_state, carry = state
-    logits, carry = readout.step(net.apply_head(k, variables, h), k, carry)
-    fire, policy_state = exit_fires(policy, logits, k, net.num_exits, policy_state)
+    raw = net.apply_head(k, variables, h)
+    logits, carry = readout.step(raw, k, carry)
+    gate = None
+    if policy.needs_gates and k < net.num_exits - 1:
+        gate = net.apply_gate(k, variables, raw, h)
+    fire, policy_state = exit_fires(policy, logits, k, net.num_exits, policy_state, gate)
     return logits, fire, (policy_state, carry)
 
 
@@ -182,15 +190,20 @@ def cost_of_exit(net: EarlyExitNet, exit_index: jax.Array) -> jax.Array:
 
 
 def select_exits(net: EarlyExitNet, policy: Policy, exit_logits: jax.Array,
-                 index: jax.Array) -> InferenceResult:
+                 index: jax.Array, gate_logits: jax.Array | None = None) -> InferenceResult:
     """The policy applied to precomputed predictions of every exit (traceable).
 
-    exit_logits: [K, B, C] predictions (after the readout); index: [B] dataset indices.
+    exit_logits: [K, B, C] predictions (after the readout); index: [B] dataset indices;
+    gate_logits: [K-1, B] the gates' exit logits (for the "gates" policy).
     """
+    if policy.needs_gates and gate_logits is None:
+        raise ValueError("the 'gates' policy needs gate_logits [K-1, B] (see "
+                         "EarlyExitNet.apply_all(..., with_gates=True))")
     state = policy.init_state(index)
     fires = []
     for k in range(net.num_exits):
-        fire, state = exit_fires(policy, exit_logits[k], k, net.num_exits, state)
+        gate = gate_logits[k] if policy.needs_gates and k < net.num_exits - 1 else None
+        fire, state = exit_fires(policy, exit_logits[k], k, net.num_exits, state, gate)
         fires.append(fire)
     exit_index = jnp.argmax(jnp.stack(fires), axis=0).astype(jnp.int32)  # first exit that fires
     logits = jnp.take_along_axis(exit_logits, exit_index[None, :, None], axis=0)[0]
@@ -198,6 +211,9 @@ def select_exits(net: EarlyExitNet, policy: Policy, exit_logits: jax.Array,
 
 
 def _dense(net, variables, x, policy, readout, index) -> InferenceResult:
+    if policy.needs_gates:
+        raw, gate_logits = net.apply_all(variables, x, with_gates=True)
+        return select_exits(net, policy, readout.apply_all(raw), index, gate_logits)
     return select_exits(net, policy, readout.apply_all(net.apply_all(variables, x)), index)
 
 

@@ -37,23 +37,27 @@ def policy_report(result: InferenceResult, labels: np.ndarray, costs: ExitCosts)
 
 
 def threshold_sweep(net: EarlyExitNet, exit_logits: np.ndarray, labels: np.ndarray, rule: str,
-                    values: Sequence[float]) -> list[dict]:
+                    values: Sequence[float], gate_logits: np.ndarray | None = None) -> list[dict]:
     """One `policy_report` per threshold value (the same value at every exit).
 
-    exit_logits: [K, N, C] precomputed, so a sweep costs no network evaluation.
+    exit_logits: [K, N, C] precomputed, so a sweep costs no network evaluation;
+    gate_logits: [K-1, N] for the "gates" rule.
     """
     return [{"threshold": float(value),
-             **evaluate_thresholds(net, exit_logits, labels, rule, [value] * (net.num_exits - 1))}
+             **evaluate_thresholds(net, exit_logits, labels, rule, [value] * (net.num_exits - 1),
+                                   gate_logits)}
             for value in values]
 
 
 def evaluate_thresholds(net: EarlyExitNet, exit_logits: np.ndarray, labels: np.ndarray,
-                        rule: str, thresholds: Sequence[float]) -> dict:
+                        rule: str, thresholds: Sequence[float],
+                        gate_logits: np.ndarray | None = None) -> dict:
     """`policy_report` of a threshold rule on precomputed predictions [K, N, C] (jitted once
     per net; new thresholds do not recompile)."""
     policy = policies.from_config(rule, thresholds=thresholds)
     index = jnp.arange(exit_logits.shape[1], dtype=jnp.int32)
-    return policy_report(_jitted_select(net)(policy, exit_logits, index), labels, net.costs)
+    result = _jitted_select(net)(policy, exit_logits, index, gate_logits)
+    return policy_report(result, labels, net.costs)
 
 
 @functools.lru_cache(maxsize=16)

@@ -36,6 +36,10 @@ def head_name(k: int) -> str:
     return f"head_{k}"
 
 
+def gate_name(k: int) -> str:
+    return f"gate_{k}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExitCosts:
     """Per-sample FLOPs of each stage and each head, from XLA's cost analysis.
@@ -72,6 +76,8 @@ class EarlyExitNet:
       head_leaf: when a stage's output is a pytree of which the heads read one leaf (MSDNet's
         coarsest scale), that leaf's position in `jax.tree.leaves`; None when they read it all.
         Gradient rescaling scales only what the heads read.
+      gates: () or K-1 learned exit gates (JEI-DNN, see `eejax.gates`): gate k maps exit k's
+        logits [B, C] and stage k's output to an exit logit [B].
     """
 
     stages: tuple[nn.Module, ...]
@@ -80,6 +86,7 @@ class EarlyExitNet:
     num_classes: int
     name: str = "early_exit_net"
     head_leaf: int | None = None
+    gates: tuple[nn.Module, ...] = ()
 
     def __post_init__(self):
         if len(self.stages) < 1 or len(self.stages) != len(self.heads):
@@ -87,6 +94,9 @@ class EarlyExitNet:
                 f"an EarlyExitNet needs as many heads as stages (at least one), got "
                 f"{len(self.stages)} stages and {len(self.heads)} heads"
             )
+        if self.gates and len(self.gates) != len(self.stages) - 1:
+            raise ValueError(f"an EarlyExitNet needs one gate per exit but the last: "
+                             f"{len(self.stages) - 1}, got {len(self.gates)}")
 
     @property
     def num_exits(self) -> int:
@@ -111,7 +121,13 @@ class EarlyExitNet:
             stage_vars = stage.init(stage_rng, h, train=False)
             h = stage.apply(stage_vars, h, train=False)
             head_vars = head.init(head_rng, h, train=False)
-            for name, part in ((stage_name(k), stage_vars), (head_name(k), head_vars)):
+            parts = [(stage_name(k), stage_vars), (head_name(k), head_vars)]
+            if self.gates and k < len(self.gates):
+                # Own key stream: adding gates leaves the stage and head initialisation alone.
+                logits = head.apply(head_vars, h, train=False)
+                gate_rng = jax.random.fold_in(jax.random.fold_in(head_rng, 0x6A7E), k)
+                parts.append((gate_name(k), self.gates[k].init(gate_rng, logits, h)))
+            for name, part in parts:
                 for collection, value in part.items():
                     variables.setdefault(collection, {})[name] = value
         return variables
@@ -125,20 +141,34 @@ class EarlyExitNet:
         """Exit head k in eval mode: stage k's output [B, ...] -> logits [B, C]."""
         return self.heads[k].apply(_part(variables, head_name(k)), h, train=False)
 
-    def apply_all(self, variables: Variables, x: jax.Array) -> jax.Array:
-        """Every exit on every sample, eval mode: x [B, *input_shape] -> logits [K, B, C]."""
+    def apply_gate(self, k: int, variables: Variables, logits: jax.Array, h) -> jax.Array:
+        """Gate k's exit logit [B] from exit k's logits [B, C] and stage k's output, both taken
+        without gradient (the gate loss trains the gates only)."""
+        if not self.gates:
+            raise ValueError(f"{self.name} has no exit gates; add them with "
+                             f"eejax.gates.with_gates(net)")
+        logits, h = jax.lax.stop_gradient((logits, h))
+        return self.gates[k].apply(_part(variables, gate_name(k)), logits, h)
+
+    def apply_all(self, variables: Variables, x: jax.Array, with_gates: bool = False):
+        """Every exit on every sample, eval mode: x [B, *input_shape] -> logits [K, B, C]
+        (and, with_gates, the gates' exit logits [K-1, B])."""
         h = x
-        logits = []
+        logits, gates = [], []
         for k in range(self.num_exits):
             h = self.apply_stage(k, variables, h)
             logits.append(self.apply_head(k, variables, h))
+            if with_gates and k < self.num_exits - 1:
+                gates.append(self.apply_gate(k, variables, logits[-1], h))
+        if with_gates:
+            return jnp.stack(logits), _stack_or_empty(gates, x.shape[0])
         return jnp.stack(logits)
 
     # ----------------------------------------------------------------------------- train mode
     def apply_train(
         self, variables: Variables, x: jax.Array, rng: jax.Array | None = None,
-        gradient_rescale: bool = False,
-    ) -> tuple[jax.Array, Variables]:
+        gradient_rescale: bool = False, with_gates: bool = False,
+    ):
         """Every exit in train mode (batch statistics from the batch, dropout on).
 
         Args:
@@ -152,10 +182,11 @@ class EarlyExitNet:
 
         Returns:
           logits: [K, B, C].
+          gate_logits: [K-1, B], only with `with_gates` (see `apply_gate`).
           new_state: the updated non-parameter collections (e.g. {"batch_stats": ...}).
         """
         h = x
-        logits = []
+        logits, gates = [], []
         new_state: Variables = {}
         for k in range(self.num_exits):
             for name, module, is_stage in ((stage_name(k), self.stages[k], True),
@@ -174,8 +205,12 @@ class EarlyExitNet:
                         h, h_next = self._rescale_for_head(h, k)
                 else:
                     logits.append(out)
+                    if with_gates and k < self.num_exits - 1:
+                        gates.append(self.apply_gate(k, variables, out, h))
                     if gradient_rescale:
                         h = h_next
+        if with_gates:
+            return jnp.stack(logits), _stack_or_empty(gates, x.shape[0]), new_state
         return jnp.stack(logits), new_state
 
     def _rescale_for_head(self, h, k: int):
@@ -254,6 +289,10 @@ def _scale_gradient_bwd(factor, _, g):
 
 
 scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+
+
+def _stack_or_empty(gates: list[jax.Array], batch: int) -> jax.Array:
+    return jnp.stack(gates) if gates else jnp.zeros((0, batch), jnp.float32)
 
 
 def _part(variables: Variables, name: str) -> Variables:

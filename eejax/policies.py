@@ -7,6 +7,9 @@ that state along with the surviving samples.
 
     fire, state = policy.decide(logits_k, k, state)     logits_k: [B, C]  ->  fire: [B] bool
 
+The "gates" policy (JEI-DNN) reads the net's learned gate instead of the logits: engines pass
+`gate=` (gate k's exit logits [B]) when `policy.needs_gates`.
+
 The last exit takes every sample still running; engines apply that rule, not the policy.
 """
 
@@ -26,6 +29,7 @@ PolicyState = Any
 
 # Rules that compare one confidence score per exit with a threshold: (score, fires when).
 _THRESHOLD_RULES = ("max_prob", "entropy", "margin")
+_PER_EXIT_THRESHOLDS = (*_THRESHOLD_RULES, "gates")
 
 
 @struct.dataclass
@@ -33,8 +37,9 @@ class Policy:
     """An exit rule and its parameters. Build one with the functions of this module.
 
     Attributes:
-      rule: "max_prob" | "entropy" | "margin" | "patience" | "oracle".
-      thresholds: [K-1] one threshold per exit except the last (threshold rules).
+      rule: "max_prob" | "entropy" | "margin" | "patience" | "oracle" | "gates".
+      thresholds: [K-1] one threshold per exit except the last (threshold rules; for "gates",
+        the gate probability at or above which a sample leaves).
       patience: exits in a row with an unchanged prediction before leaving ("patience").
       exit_index: [N] target exit of every sample of the dataset, by index ("oracle").
     """
@@ -44,9 +49,14 @@ class Policy:
     patience: int = struct.field(pytree_node=False, default=0)
     exit_index: Any = None
 
+    @property
+    def needs_gates(self) -> bool:
+        """Whether `decide` needs the net's gate logits (JEI-DNN)."""
+        return self.rule == "gates"
+
     def check(self, num_exits: int, num_classes: int) -> None:
         """Raises ValueError if this policy does not fit a net with these exits and classes."""
-        if self.rule in _THRESHOLD_RULES:
+        if self.rule in _PER_EXIT_THRESHOLDS:
             if len(self.thresholds) != num_exits - 1:
                 raise ValueError(
                     f"thresholds must hold one value per exit except the last: "
@@ -69,9 +79,14 @@ class Policy:
             return {"target": jnp.asarray(self.exit_index, jnp.int32)[index]}
         return {}
 
-    def decide(self, logits: jax.Array, k: int,
-               state: PolicyState) -> tuple[jax.Array, PolicyState]:
-        """Whether each sample leaves at exit k (a Python int). logits: [B, C] -> fire: [B]."""
+    def decide(self, logits: jax.Array, k: int, state: PolicyState,
+               gate: jax.Array | None = None) -> tuple[jax.Array, PolicyState]:
+        """Whether each sample leaves at exit k (a Python int). logits: [B, C] -> fire: [B].
+
+        gate: gate k's exit logits [B] ("gates" only).
+        """
+        if self.rule == "gates":
+            return jax.nn.sigmoid(gate.astype(jnp.float32)) >= self.thresholds[k], state
         if self.rule == "max_prob":
             return _max_prob(logits) >= self.thresholds[k], state
         if self.rule == "entropy":
@@ -158,6 +173,17 @@ def patience(count: int) -> Policy:
     return Policy("patience", patience=int(count))
 
 
+def gates(thresholds: float | Sequence[float] = 0.5, num_exits: int | None = None) -> Policy:
+    """JEI-DNN: exit when the learned gate's probability >= threshold (the net needs gates,
+    see `eejax.gates.with_gates`). One threshold for every gate (with num_exits) or K-1."""
+    values = np.asarray(thresholds, np.float32)
+    if values.ndim == 0:
+        if num_exits is None:
+            raise ValueError("gates(<one threshold>) needs num_exits to build K-1 thresholds")
+        values = np.full(num_exits - 1, values, np.float32)
+    return Policy("gates", _thresholds(values, 0.0, 1.0, "gates", never=True))
+
+
 def oracle(exit_index: Sequence[int]) -> Policy:
     """Sample i leaves at exit `exit_index[i]` (i = its index in the dataset or batch).
 
@@ -171,7 +197,7 @@ def oracle(exit_index: Sequence[int]) -> Policy:
 
 
 REGISTRY = Registry("policy")
-for _builder in (max_prob, entropy, margin, patience):
+for _builder in (max_prob, entropy, margin, patience, gates):
     REGISTRY.register(_builder.__name__)(_builder)
 
 

@@ -62,10 +62,23 @@ def make_train_step(net: EarlyExitNet, objective: Objective,
     keeps `state_sharding` (default: replicated); metrics come back replicated.
     """
 
-    def loss_fn(params, model_state, images, labels, rng):
-        logits, new_model_state = net.apply_train({"params": params, **model_state}, images, rng,
-                                                  gradient_rescale=objective.gradient_rescale)
-        loss, aux = objective(logits, labels)
+    if objective.uses_gates and not net.gates:
+        raise ValueError(f"this objective trains exit gates, but {net.name} has none: add them "
+                         f"with eejax.gates.with_gates (config: model.gates='uncertainty')")
+    exit_costs = (jnp.asarray(net.costs.to_exit / net.costs.total, jnp.float32)
+                  if objective.uses_gates else None)
+
+    def loss_fn(params, model_state, images, labels, rng, step):
+        variables = {"params": params, **model_state}
+        if objective.uses_gates:
+            logits, gate_logits, new_model_state = net.apply_train(
+                variables, images, rng, objective.gradient_rescale, with_gates=True)
+            loss, aux = objective(logits, labels, gate_logits=gate_logits,
+                                  exit_costs=exit_costs, step=step)
+        else:
+            logits, new_model_state = net.apply_train(variables, images, rng,
+                                                      objective.gradient_rescale)
+            loss, aux = objective(logits, labels)
         return loss, (aux, new_model_state)
 
     def train_step(state: TrainState, images: jax.Array, labels: jax.Array):
@@ -73,7 +86,7 @@ def make_train_step(net: EarlyExitNet, objective: Objective,
         augment_rng, dropout_rng = jax.random.split(step_rng)
         images = augment_batch(augment_rng, images, augment)
         (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.model_state, images, labels, dropout_rng)
+            state.params, state.model_state, images, labels, dropout_rng, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(step=state.step + 1, params=params,
@@ -91,22 +104,28 @@ def make_train_step(net: EarlyExitNet, objective: Objective,
 
 
 def predict_exits(net: EarlyExitNet, variables: Variables, images: np.ndarray,
-                  batch_size: int = 500, readout: Readout | None = None) -> np.ndarray:
+                  batch_size: int = 500, readout: Readout | None = None,
+                  with_gates: bool = False):
     """[K, N, C] every exit's prediction on every image, in eval mode, batch by batch: the raw
-    head outputs, or what `readout` makes of them (BoostNet's ensemble).
+    head outputs, or what `readout` makes of them (BoostNet's ensemble). With `with_gates`,
+    also the gates' exit logits [K-1, N].
 
     The last batch is padded to `batch_size` so only one shape is ever compiled.
     """
-    apply_all = _jitted_apply_all(net)
-    outputs = []
+    apply_all = _jitted_apply_all(net, with_gates)
+    logits, gates = [], []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         padded = np.pad(chunk, [(0, batch_size - len(chunk))] + [(0, 0)] * (chunk.ndim - 1))
-        outputs.append(np.asarray(apply_all(variables, padded))[:, : len(chunk)])
-    raw = np.concatenate(outputs, axis=1)
-    return raw if readout is None else np.asarray(readout.apply_all(jnp.asarray(raw)))
+        out = jax.device_get(apply_all(variables, padded))
+        logits.append(out[0][:, : len(chunk)] if with_gates else out[:, : len(chunk)])
+        if with_gates:
+            gates.append(out[1][:, : len(chunk)])
+    raw = np.concatenate(logits, axis=1)
+    predictions = raw if readout is None else np.asarray(readout.apply_all(jnp.asarray(raw)))
+    return (predictions, np.concatenate(gates, axis=1)) if with_gates else predictions
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_apply_all(net: EarlyExitNet) -> Callable:
-    return jax.jit(net.apply_all)
+def _jitted_apply_all(net: EarlyExitNet, with_gates: bool) -> Callable:
+    return jax.jit(functools.partial(net.apply_all, with_gates=with_gates))

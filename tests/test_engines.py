@@ -229,3 +229,30 @@ def test_multi_scale_features_in_every_engine(tiny_msdnet, engine):
     targets = np.random.default_rng(12).integers(0, 3, 21)
     result = eejax.infer(net, variables, x, policies.oracle(targets), engine=engine)
     assert_matches(result, *reference(net, variables, x, "oracle", targets=targets))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("batch", [1, 26])
+def test_gates_policy_in_every_engine_matches_reference(tiny_net, engine, batch):
+    """JEI-DNN's learned gates decide; the reference reads sigmoid(gate_k) >= t_k in NumPy."""
+    from eejax.gates import with_gates
+
+    net, _ = tiny_net
+    gated = with_gates(net, "hidden")
+    variables = gated.init(jax.random.key(3), images(1))
+    x = images(batch, seed=13)
+    logits, gates = (np.asarray(a) for a in gated.apply_all(variables, x, with_gates=True))
+    probability = 1 / (1 + np.exp(-gates))
+    thresholds = np.quantile(probability, 0.6, axis=1) if batch > 1 else np.array([0.5, 0.5])
+    fires = probability >= thresholds[:, None]
+    exits = np.where(fires[0], 0, np.where(fires[1], 1, 2))
+    result = eejax.infer(gated, variables, x, policies.gates(thresholds.tolist()), engine=engine)
+    assert_matches(result, exits, logits[exits, np.arange(batch)], gated.costs.to_exit[exits])
+    if batch > 1:
+        assert len(set(exits.tolist())) == 3, "thresholds must spread samples over the exits"
+
+
+def test_gates_policy_needs_a_gated_net(tiny_net):
+    net, variables = tiny_net
+    with pytest.raises(ValueError, match="needs a net with exit gates"):
+        eejax.infer(net, variables, images(2), policies.gates(0.5, num_exits=3))

@@ -120,3 +120,115 @@ def test_boosted_gradient_reaches_each_head_only_through_its_own_output():
     targets = np.concatenate([raw[:1], raw[1:] + 0.5 * ensemble[:-1]])
     expected = (np_softmax(targets) - np.eye(4)[labels][None]) / 5
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def np_jei(logits, labels, gates, costs, lam, gate_objective="ce", pos=None):
+    """Loop reference for JEI-DNN: oracle exits, gate targets, gate BCE, exit probabilities
+    and the weighted classifier loss, one sample at a time."""
+    num_exits, batch, _ = logits.shape
+    ce = np.array([[-np.log(np_softmax(logits[k, i])[labels[i]]) for i in range(batch)]
+                   for k in range(num_exits)])
+    if gate_objective == "ce":
+        oracle_loss = ce
+    else:
+        correct = (logits.argmax(-1) == labels[None]).astype(float)
+        oracle_loss = -correct * (np_softmax(logits).max(-1) if gate_objective == "prob" else 1.0)
+    pos = np.ones(num_exits - 1) if pos is None else np.asarray(pos)
+    targets = np.zeros((num_exits - 1, batch))
+    bce, classifier = [], []
+    p_exit = np.zeros((num_exits, batch))
+    for i in range(batch):
+        best = int(np.argmin([oracle_loss[k, i] + lam * costs[k] for k in range(num_exits)]))
+        reach = 1.0
+        for k in range(num_exits - 1):
+            t = float(best <= k)
+            targets[k, i] = t
+            g = 1 / (1 + np.exp(-gates[k, i]))
+            bce.append((pos[k] if t else 1.0) * -(t * np.log(g) + (1 - t) * np.log(1 - g)))
+            p_exit[k, i] = reach * g
+            reach *= 1 - g
+        p_exit[-1, i] = reach
+        classifier.append(sum(p_exit[k, i] * ce[k, i] for k in range(num_exits)))
+    return targets, p_exit, np.mean(bce), np.mean(classifier), ce
+
+
+@pytest.mark.parametrize("lam, gate_objective, pos", [(0.0, "ce", None), (0.8, "ce", [2.0, 0.5]),
+                                                      (0.5, "zero_one", None),
+                                                      (0.3, "prob", [1.5, 3.0])])
+def test_jei_targets_probabilities_and_losses_match_numpy(batch, lam, gate_objective, pos):
+    from eejax.objectives.jei import exit_losses, exit_probabilities, gate_targets
+
+    logits, labels = batch
+    gates = np.random.default_rng(3).normal(size=(2, 7)).astype(np.float32)
+    costs = np.array([0.3, 0.6, 1.0], np.float32)
+    targets, p_exit, gate_loss, classifier, ce = np_jei(logits, labels, gates, costs, lam,
+                                                        gate_objective, pos)
+    losses = exit_losses(jnp.asarray(logits), labels, gate_objective)
+    np.testing.assert_array_equal(gate_targets(losses, costs, lam), targets)
+    np.testing.assert_allclose(exit_probabilities(jnp.asarray(gates)), p_exit,
+                               rtol=1e-5)
+    assert targets.any() and not targets.all(), "the case must mix targets"
+    objective = eejax.objectives.get("jei", cost_tradeoff=lam, gate_objective=gate_objective,
+                                     positive_weights=pos)
+    loss, aux = objective(jnp.asarray(logits), labels, gate_logits=jnp.asarray(gates),
+                          exit_costs=jnp.asarray(costs), step=0)
+    np.testing.assert_allclose(aux["gate_loss"], gate_loss, rtol=1e-5)
+    np.testing.assert_allclose(aux["classifier_loss"], classifier, rtol=1e-5)
+    np.testing.assert_allclose(loss, (gate_loss + classifier) / 2, rtol=1e-5)
+
+
+def test_jei_phases_warmup_released_and_alternating(batch):
+    logits, labels = batch
+    gates = np.zeros((2, 7), np.float32)
+    costs = jnp.asarray([0.3, 0.6, 1.0])
+    ce = np.array([[-np.log(np_softmax(logits[k, i])[labels[i]]) for i in range(7)]
+                   for k in range(3)]).mean(1)
+    context = {"gate_logits": jnp.asarray(gates), "exit_costs": costs}
+    warm = eejax.objectives.get("jei", warmup_steps=10, classifier_loss="released")
+    np.testing.assert_allclose(warm(jnp.asarray(logits), labels, step=3, **context)[0],
+                               ce[2] + 3 * ce[0] + 2 * ce[1], rtol=1e-5)
+    loss, aux = warm(jnp.asarray(logits), labels, step=10, **context)
+    np.testing.assert_allclose(aux["classifier_loss"], ce[:2].mean(), rtol=1e-5)
+    alternate = eejax.objectives.get("jei", schedule="alternate", alternate_every=5)
+    first, aux = alternate(jnp.asarray(logits), labels, step=4, **context)
+    second, aux2 = alternate(jnp.asarray(logits), labels, step=5, **context)
+    np.testing.assert_allclose(first, aux["classifier_loss"], rtol=1e-6)
+    np.testing.assert_allclose(second, aux2["gate_loss"], rtol=1e-6)
+
+
+def test_jei_gradient_reaches_gates_only_through_the_gate_loss(tiny_net):
+    """With the gates' inputs taken without gradient and the classifier weights fixed, the
+    gate parameters' gradient equals that of the gate loss alone (halved in the joint mix)."""
+    from eejax.gates import with_gates
+
+    net, _ = tiny_net
+    gated = with_gates(net)
+    x = np.random.default_rng(4).normal(size=(6, 12, 12, 1)).astype(np.float32)
+    labels = np.arange(6) % 5
+    variables = gated.init(jax.random.key(0), x[:1])
+    objective = eejax.objectives.get("jei", cost_tradeoff=0.2)
+    costs = jnp.asarray([0.3, 0.6, 1.0])
+
+    def total(params, part):
+        logits, gate_logits, _ = gated.apply_train({**variables, "params": params}, x,
+                                                   with_gates=True)
+        loss, aux = objective(logits, labels, gate_logits=gate_logits, exit_costs=costs, step=0)
+        return loss if part == "total" else aux["gate_loss"]
+
+    full = jax.grad(total)(variables["params"], "total")
+    gate_only = jax.grad(total)(variables["params"], "gate")
+    for k in range(2):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b / 2, rtol=1e-5, atol=1e-7),
+                     full[f"gate_{k}"], gate_only[f"gate_{k}"])
+    assert all(np.all(g == 0) for g in jax.tree.leaves(gate_only["stage_0"]))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"cost_tradeoff": -1.0}, "cost_tradeoff must be"),
+    ({"gate_objective": "hinge"}, "gate_objective must be one of"),
+    ({"schedule": "cyclic"}, "schedule must be one of"),
+    ({"positive_weights": [1.0, -2.0]}, "positive_weights must be"),
+])
+def test_bad_jei_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        eejax.objectives.get("jei", **options)

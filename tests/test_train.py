@@ -160,3 +160,24 @@ def test_published_boostnet_recipe_is_what_the_configs_say():
         assert (optimizer.name, optimizer.learning_rate, optimizer.momentum) == ("sgd", 0.1, 0.9)
         assert (optimizer.decay_epochs, optimizer.decay_factor) == ((150, 225), 0.1)
         assert optimizer.weight_decay == 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["mnist5k_resnet_jei", "mnist5k_vit_jei"])
+def test_jei_configs_train_gates_and_report_uncertainty(tmp_path, config_name):
+    import importlib
+
+    config = importlib.import_module(f"configs.{config_name}").get_config()
+    if config.model.name == "resnet_ee":
+        config.model.update(width=4, num_exits=3)
+    else:
+        config.model.update(dim=8, num_heads=2, exit_blocks=(1, 2))
+    config.train.update(batch_size=32, steps=4, log_every=2, eval_every=10, checkpoint_every=2)
+    config.objective.warmup_steps = 2
+    report = train.train_and_evaluate(config, tmp_path)
+    policy = report["policy"]
+    assert policy["name"] == "gates" and len(policy["exit_fractions"]) == len(
+        report["exit_accuracy"])
+    assert 0 <= policy["ece"] <= 1
+    assert 0 <= policy["conformal"]["coverage"] <= 1 and policy["conformal"]["mean_set_size"] >= 1
+    assert [p["threshold"] for p in report["sweep"]][:2] == [0.1, 0.2]

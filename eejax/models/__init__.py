@@ -6,12 +6,14 @@ from typing import Any
 
 from eejax.models.msdnet import msdnet
 from eejax.models.resnet import resnet_ee
+from eejax.models.vit import vit_ee
 from eejax.network import EarlyExitNet
 from eejax.registry import Registry
 
 REGISTRY = Registry("model")
 REGISTRY.register("resnet_ee")(resnet_ee)
 REGISTRY.register("msdnet")(msdnet)
+REGISTRY.register("vit_ee")(vit_ee)
 
 
 def get(name: str, **options: Any) -> EarlyExitNet:

@@ -14,15 +14,17 @@ from typing import Any
 
 from eejax.objectives.base import Objective
 from eejax.objectives.boosted import boosted
+from eejax.objectives.jei import jei
 from eejax.objectives.joint import distill, joint
 from eejax.registry import Registry
 
-__all__ = ["Objective", "boosted", "distill", "get", "joint", "names"]
+__all__ = ["Objective", "boosted", "distill", "get", "jei", "joint", "names"]
 
 REGISTRY = Registry("objective")
 REGISTRY.register("joint")(joint)
 REGISTRY.register("distill")(distill)
 REGISTRY.register("boosted")(boosted)
+REGISTRY.register("jei")(jei)
 
 
 def get(name: str, **options: Any) -> Objective:

@@ -23,14 +23,18 @@ class Objective:
       reweight: BoostNet's ensemble weights when the exits form an additive model (predictions
         are G_k = f_k + r * G_{k-1}); None when each exit predicts on its own.
       gradient_rescale: train with `EarlyExitNet.apply_train(..., gradient_rescale=True)`.
+      uses_gates: the loss also takes `gate_logits` [K-1, B], `exit_costs` [K] (normalised
+        cumulative FLOPs, 1 at the last exit) and `step` (JEI-DNN); the net needs gates.
     """
 
     loss: LossFn
     reweight: float | Sequence[float] | None = None
     gradient_rescale: bool = False
+    uses_gates: bool = False
 
-    def __call__(self, logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
-        return self.loss(logits, labels)
+    def __call__(self, logits: jax.Array, labels: jax.Array,
+                 **context: Any) -> tuple[jax.Array, dict[str, Any]]:
+        return self.loss(logits, labels, **context)
 
     def readout(self, num_exits: int) -> Readout:
         """How the trained exits make predictions, for `eejax.infer(..., readout=...)`."""
