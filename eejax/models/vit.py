@@ -96,7 +96,7 @@ def vit_ee(
                                                                    strict=False)):
         raise ValueError(f"exit_blocks must be strictly increasing counts >= 1, got "
                          f"{list(exit_blocks)}")
-    counts = [b - a for a, b in zip([0, *blocks], blocks, strict=True)]
+    counts = [b - a for a, b in zip([0, *blocks[:-1]], blocks, strict=True)]
     stages = tuple(ViTStage(dim, n, num_heads, mlp_ratio, patch_size if k == 0 else None)
                    for k, n in enumerate(counts))
     heads = tuple(TokenHead(num_classes) for _ in counts)
