@@ -23,6 +23,7 @@ def get_config():
     config.objective.classifier_loss = "weighted"  # or "released"
     config.objective.warmup_steps = config.train.steps // 3
     config.objective.schedule = "joint"
+    config.optimizer.gate_learning_rate_scale = 10.0
     config.policy.name = "gates"
     config.policy.threshold = 0.5
     return config

@@ -7,10 +7,22 @@
     res = eejax.infer(net, variables, x, policy, engine="compact")
 """
 
-from eejax import engines, evaluation, models, objectives, policies, readout
+from eejax import (
+    calibration,
+    engines,
+    evaluation,
+    gates,
+    models,
+    objectives,
+    parallel,
+    policies,
+    readout,
+    uncertainty,
+)
 from eejax.engines import InferenceResult, infer
 from eejax.network import EarlyExitNet, ExitCosts
 
-__all__ = ["EarlyExitNet", "ExitCosts", "InferenceResult", "engines", "evaluation", "infer",
-           "models", "objectives", "policies", "readout"]
+__all__ = ["EarlyExitNet", "ExitCosts", "InferenceResult", "calibration", "engines",
+           "evaluation", "gates", "infer", "models", "objectives", "parallel", "policies",
+           "readout", "uncertainty"]
 __version__ = "0.1.0"

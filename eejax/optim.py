@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
@@ -26,13 +27,31 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
                    steps_per_epoch: int) -> optax.GradientTransformation:
     """config.name: "sgd" (momentum, nesterov, weight_decay as L2 added to the gradient, as in
-    the ResNet/MSDNet recipes) | "adamw" (decoupled weight_decay)."""
+    the ResNet/MSDNet recipes) | "adamw" (decoupled weight_decay).
+
+    config.gate_learning_rate_scale (default 1): multiplies the updates of exit gates
+    (parameters under "gate_k"). JEI-DNN's gates are tiny linear layers trained after a
+    warm-up; at the backbone's rate their bias moves too little in a short run.
+    """
     schedule = learning_rate_schedule(config, total_steps, steps_per_epoch)
     if config.name == "sgd":
-        return optax.chain(
+        base = optax.chain(
             optax.add_decayed_weights(config.weight_decay),
             optax.sgd(schedule, momentum=config.momentum, nesterov=config.get("nesterov", False)),
         )
-    if config.name == "adamw":
-        return optax.adamw(schedule, weight_decay=config.weight_decay)
-    raise ValueError(f"config.optimizer.name must be 'sgd' or 'adamw', got {config.name!r}")
+    elif config.name == "adamw":
+        base = optax.adamw(schedule, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"config.optimizer.name must be 'sgd' or 'adamw', got {config.name!r}")
+    gate_scale = config.get("gate_learning_rate_scale", 1.0)
+    if gate_scale == 1.0:
+        return base
+    return optax.chain(base, optax.multi_transform(
+        {"gate": optax.scale(gate_scale), "rest": optax.identity()}, _gate_labels))
+
+
+def _gate_labels(params):
+    """"gate" for every leaf under a top-level "gate_k" entry, else "rest"."""
+    return {name: jax.tree.map(lambda _, n=name: "gate" if n.startswith("gate_") else "rest",
+                               subtree)
+            for name, subtree in params.items()}

@@ -129,3 +129,35 @@ def predict_exits(net: EarlyExitNet, variables: Variables, images: np.ndarray,
 @functools.lru_cache(maxsize=16)
 def _jitted_apply_all(net: EarlyExitNet, with_gates: bool) -> Callable:
     return jax.jit(functools.partial(net.apply_all, with_gates=with_gates))
+
+
+def fit(net: EarlyExitNet, objective: Objective, optimizer: optax.GradientTransformation,
+        images: np.ndarray, labels: np.ndarray, steps: int, batch_size: int, seed: int = 0,
+        augment: str = "none", mesh: Mesh | None = None, log_every: int = 0) -> TrainState:
+    """Trains from scratch for `steps` steps (for notebooks and scripts; `train.py` adds
+    checkpoints, resumption and evaluation around the same pieces).
+
+    images: [N, *net.input_shape]; labels: [N]. With a `mesh`, data-parallel over its devices
+    (parameters replicated). Prints progress every `log_every` steps (0: never).
+    """
+    from eejax import parallel
+    from eejax.data import batch_indices
+
+    state = create_train_state(net, optimizer, seed)
+    shardings = None
+    if mesh is not None:
+        parallel.batch_sizes(batch_size, 0, mesh)  # validates the split over devices
+        shardings = parallel.state_shardings(state, mesh)
+        state = jax.device_put(state, shardings)
+    train_step = make_train_step(net, objective, optimizer, augment, mesh, shardings)
+    for step in range(steps):
+        index = batch_indices(len(images), batch_size, seed, step)
+        batch = (images[index], labels[index])
+        if mesh is not None:
+            batch = parallel.global_batch(mesh, *batch)
+        state, metrics = train_step(state, *batch)
+        if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
+            accuracy = np.round(jax.device_get(metrics["exit_accuracy"]), 3).tolist()
+            print(f"step {step + 1}/{steps}  loss {float(metrics['loss']):.4f}  "
+                  f"train acc/exit {accuracy}", flush=True)
+    return state
