@@ -45,9 +45,7 @@ def conv_dense_macs(jaxpr) -> int:
             (contract, _), _ = eqn.params["dimension_numbers"]
             depth = math.prod(eqn.invars[0].aval.shape[d] for d in contract)
             total += math.prod(eqn.outvars[0].aval.shape) * depth
-        for sub in jax.core.subjaxprs(eqn.jaxpr) if hasattr(eqn, "jaxpr") else ():
-            total += conv_dense_macs(sub)
-        for param in eqn.params.values():
+        for param in eqn.params.values():  # calls into nested jaxprs (pjit, custom_vjp, ...)
             inner = getattr(param, "jaxpr", None)
             if inner is not None:
                 total += conv_dense_macs(getattr(inner, "jaxpr", inner))
