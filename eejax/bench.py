@@ -3,8 +3,14 @@
     python -m eejax.bench                                   # resnet_ee, batch 512, 50/25/15/10
     python -m eejax.bench --splits 0.5,0.25,0.15,0.1 0.45,0.3,0.15,0.1 0,0,0,1 --json out.json
 
-An oracle policy makes exactly the given fraction of each batch leave at each exit (positions
-shuffled), so the exit pattern is controlled. For every engine: samples/s (median of --repeats
+Two workloads:
+  oracle (default)  random weights; an oracle policy makes exactly the given fraction of each
+                    batch leave at each exit (positions shuffled): a controlled exit pattern.
+  --trained STEPS   resnet_ee trained STEPS steps on the embedded MNIST digits; for each split,
+                    max-probability thresholds calibrated on the validation split so that those
+                    fractions leave at each exit; the engines then run on test digits, and the
+                    ideals come from the exits they really take.
+For every engine: samples/s (median of --repeats
 timed runs after a warm-up that includes compilation, each ended by `block_until_ready`), speedup
 over `dense`, and efficiency = achieved speedup / ideal speedup, against two ideals:
 
@@ -51,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--engines", default="dense,masked,compact,stream")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--stream-batches", type=int, default=8)
+    parser.add_argument("--trained", type=int, default=0, metavar="STEPS",
+                        help="train on the embedded digits for STEPS steps and calibrate "
+                             "thresholds per split (0: random weights, oracle policy)")
     parser.add_argument("--json", default=None, help="write the results here")
     return parser.parse_args(argv)
 
@@ -86,53 +95,85 @@ def stage_times(net, variables, x, repeats: int) -> np.ndarray:
     return np.asarray(times)
 
 
-def run_split(net, variables, fractions, args, engines, per_stage_time) -> dict:
+def oracle_workload(net, fractions, args) -> tuple[np.ndarray, policies.Policy]:
+    """Random inputs and an oracle policy giving every batch exactly the requested split (so
+    one batch and the stream share an ideal)."""
+    total = args.stream_batches * args.batch_size
+    data = np.random.default_rng(0).normal(size=(total, *net.input_shape)).astype(np.float32)
+    exits = np.concatenate([oracle_exits(fractions, args.batch_size, seed=i)
+                            for i in range(args.stream_batches)])
+    return data, policies.oracle(exits)
+
+
+def run_split(net, variables, fractions, args, engines, per_stage_time, workload) -> dict:
+    """Times every engine on the inputs and policy `workload(net, fractions, args)` gives."""
     batch = args.batch_size
     if len(fractions) != net.num_exits or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"--splits entries need {net.num_exits} fractions summing to 1, "
                          f"got {fractions}")
-    total = args.stream_batches * batch
-    rng = np.random.default_rng(0)
-    data = rng.normal(size=(total, *net.input_shape)).astype(np.float32)
-    # Every batch gets exactly the requested split, so one batch and the stream share an ideal.
-    exits = np.concatenate([oracle_exits(fractions, batch, seed=i)
-                            for i in range(args.stream_batches)])
+    data, policy = workload(net, fractions, args)
     x = jnp.asarray(data[:batch])
-    policy = policies.oracle(exits)
-    chunks = [jnp.asarray(data[i : i + batch]) for i in range(0, total, batch)]
+    chunks = [jnp.asarray(data[i : i + batch]) for i in range(0, len(data), batch)]
 
-    runners = {
-        "stream": lambda: stream_infer(net, variables, chunks, policy, batch_size=batch).logits,
-    }
+    runners = {"stream": lambda: stream_infer(net, variables, chunks, policy, batch_size=batch)}
     for engine in ("dense", "masked", "compact"):
-        runners[engine] = lambda e=engine: eejax.infer(net, variables, x, policy, engine=e).logits
-    samples = {"stream": total}
-
-    used = exits[:batch]
-    mean_flops = float(np.mean(net.costs.to_exit[used]))
-    flop_ideal = net.costs.total / mean_flops
+        runners[engine] = lambda e=engine: eejax.infer(net, variables, x, policy, engine=e)
     cumulative_time = np.cumsum(per_stage_time)
-    time_ideal = cumulative_time[-1] / float(np.mean(cumulative_time[used]))
     results = {}
     for engine in engines:
-        seconds = median_seconds(runners[engine], args.repeats)
-        results[engine] = {"throughput": samples.get(engine, batch) / seconds,
-                           "seconds": seconds}
+        seconds = median_seconds(lambda e=engine: runners[e]().logits, args.repeats)
+        # Each engine's ideals come from the exits of the samples it processed.
+        used = np.asarray(runners[engine]().exit)
+        results[engine] = {
+            "throughput": len(used) / seconds, "seconds": seconds,
+            "ideal_speedup": net.costs.total / float(np.mean(net.costs.to_exit[used])),
+            "time_ideal_speedup": cumulative_time[-1] / float(np.mean(cumulative_time[used])),
+            "measured_exit_fractions": (np.bincount(used, minlength=net.num_exits)
+                                        / len(used)).tolist()}
     dense = results["dense"]["throughput"]  # main() insists on dense: the baseline
     for r in results.values():
         r["speedup_vs_dense"] = r["throughput"] / dense
-        r["ideal_speedup"] = flop_ideal
-        r["time_ideal_speedup"] = time_ideal
-        r["efficiency"] = r["speedup_vs_dense"] / flop_ideal
-        r["time_efficiency"] = r["speedup_vs_dense"] / time_ideal
-    return {"exit_fractions": list(fractions), "ideal_speedup": flop_ideal,
-            "time_ideal_speedup": time_ideal, "engines": results}
+        r["efficiency"] = r["speedup_vs_dense"] / r["ideal_speedup"]
+        r["time_efficiency"] = r["speedup_vs_dense"] / r["time_ideal_speedup"]
+    first = results["dense"]
+    return {"exit_fractions": list(fractions), "ideal_speedup": first["ideal_speedup"],
+            "time_ideal_speedup": first["time_ideal_speedup"],
+            "measured_exit_fractions": first["measured_exit_fractions"], "engines": results}
+
+
+def trained_setup(args) -> tuple:
+    """resnet_ee trained on the embedded digits, and a workload that calibrates max-prob
+    thresholds on the validation split for each requested split."""
+    import optax
+
+    from eejax import calibration, data, training
+
+    train, validation, test = (data.load("mnist_5k", s) for s in ("train", "validation", "test"))
+    net = eejax.models.get("resnet_ee", num_classes=10, input_shape=train.input_shape,
+                           num_exits=args.num_exits, width=args.width)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, 3e-3, args.trained // 10 + 1,
+                                                  args.trained)
+    state = training.fit(net, eejax.objectives.get("joint"), optax.adamw(schedule, 1e-4),
+                         train.images, train.labels, args.trained, 128, augment="crop",
+                         log_every=max(args.trained // 5, 1))
+    validation_logits = training.predict_exits(net, state.variables, validation.images)
+    total = args.stream_batches * args.batch_size
+    inputs = test.images[np.random.default_rng(0).integers(0, len(test), total)]
+
+    def workload(net, fractions, args):
+        thresholds = calibration.max_prob_thresholds(validation_logits, fractions)
+        print(f"max_prob thresholds calibrated on {validation.name}: "
+              f"{np.round(thresholds, 4).tolist()}")
+        return inputs, policies.max_prob(thresholds)
+
+    return net, state.variables, workload
 
 
 def print_split(split: dict) -> None:
     fractions = "/".join(f"{100 * f:g}" for f in split["exit_fractions"])
-    print(f"\nexit split {fractions}: flop ideal {split['ideal_speedup']:.2f}x, "
-          f"time ideal {split['time_ideal_speedup']:.2f}x")
+    measured = "/".join(f"{100 * f:.1f}" for f in split["measured_exit_fractions"])
+    print(f"\nexit split {fractions} (measured {measured}): flop ideal "
+          f"{split['ideal_speedup']:.2f}x, time ideal {split['time_ideal_speedup']:.2f}x")
     print(f"{'engine':<9}{'samples/s':>11}{'vs dense':>10}{'eff(flop)':>11}{'eff(time)':>11}")
     for engine, r in split["engines"].items():
         print(f"{engine:<9}{r['throughput']:>11.1f}{r['speedup_vs_dense']:>9.2f}x"
@@ -145,16 +186,25 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(engines) - set(eejax.engines.ENGINES)
     if unknown or "dense" not in engines:
         raise SystemExit(f"--engines must include dense and name only {eejax.engines.ENGINES}")
-    input_shape = tuple(int(d) for d in args.input_shape.split(","))
-    net = eejax.models.get(args.model, num_classes=args.num_classes, input_shape=input_shape,
-                           num_exits=args.num_exits, width=args.width)
-    variables = net.init(jax.random.key(0), np.zeros((1, *input_shape), np.float32))
+    if args.trained:
+        if args.model != "resnet_ee":
+            raise SystemExit("--trained trains resnet_ee on the embedded digits; drop --model")
+        net, variables, workload = trained_setup(args)
+        input_shape = net.input_shape
+    else:
+        input_shape = tuple(int(d) for d in args.input_shape.split(","))
+        net = eejax.models.get(args.model, num_classes=args.num_classes,
+                               input_shape=input_shape, num_exits=args.num_exits,
+                               width=args.width)
+        variables = net.init(jax.random.key(0), np.zeros((1, *input_shape), np.float32))
+        workload = oracle_workload
     x = jnp.asarray(np.random.default_rng(0).normal(size=(args.batch_size, *input_shape)),
                     jnp.float32)
     per_stage_time = stage_times(net, variables, x, args.repeats)
     mflops = [round(float(f) / 1e6, 2) for f in net.costs.stage + net.costs.head]
     milliseconds = [round(1e3 * float(t), 1) for t in per_stage_time]
-    print(f"{args.model} {input_shape}, batch {args.batch_size}, {net.num_exits} exits; "
+    trained = f" trained {args.trained} steps" if args.trained else ""
+    print(f"{args.model} {input_shape}{trained}, batch {args.batch_size}, {net.num_exits} exits; "
           f"MFLOPs per sample by stage+head: {mflops}; measured ms at the full batch: "
           f"{milliseconds}")
     processor = platform.processor() or platform.machine()
@@ -164,11 +214,13 @@ def main(argv: list[str] | None = None) -> dict:
     splits = []
     for text in args.splits:
         split = run_split(net, variables, [float(f) for f in text.split(",")], args, engines,
-                          per_stage_time)
+                          per_stage_time, workload)
         print_split(split)
         splits.append(split)
     report = {
         "model": args.model, "input_shape": input_shape, "batch_size": args.batch_size,
+        "workload": f"trained {args.trained} steps, calibrated max_prob" if args.trained
+        else "random weights, oracle policy",
         "num_exits": net.num_exits, "stage_flops": net.costs.stage.tolist(),
         "head_flops": net.costs.head.tolist(), "stage_seconds": per_stage_time.tolist(),
         "backend": jax.default_backend(), "device_count": jax.device_count(),

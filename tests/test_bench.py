@@ -33,3 +33,18 @@ def test_bench_writes_every_engine(tmp_path):
             assert result["efficiency"] == pytest.approx(
                 result["speedup_vs_dense"] / result["ideal_speedup"])
     assert report["splits"][1]["ideal_speedup"] == pytest.approx(1.0)  # nobody exits early
+
+
+@pytest.mark.slow
+def test_bench_on_a_trained_model_with_calibrated_thresholds():
+    """--trained: thresholds calibrated on the validation digits; the ideals follow the exits the
+    engines really took, and every engine took the same ones."""
+    report = bench.main(["--trained", "3", "--width", "4", "--num-exits", "3", "--batch-size",
+                         "32", "--splits", "0.5,0.3,0.2", "--repeats", "1",
+                         "--stream-batches", "2"])
+    assert report["workload"].startswith("trained 3 steps")
+    split = report["splits"][0]
+    fractions = [r["measured_exit_fractions"] for r in split["engines"].values()]
+    assert fractions[0] == fractions[1] == fractions[2]  # dense, masked, compact: one batch
+    assert sum(split["measured_exit_fractions"]) == pytest.approx(1.0)
+    assert split["ideal_speedup"] >= 1.0
