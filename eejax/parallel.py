@@ -30,13 +30,25 @@ _DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "EEJAX_DISTRIBUTED")
 def initialize_distributed() -> bool:
     """Calls `jax.distributed.initialize()` once when the environment asks for it.
 
-    Set EEJAX_DISTRIBUTED=1 (TPU pods and SLURM clusters are then detected by JAX), or
-    JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. Returns whether it ran.
+    Either EEJAX_DISTRIBUTED=1, and JAX detects the cluster (TPU pods, SLURM, Open MPI, ...), or
+    JAX_COORDINATOR_ADDRESS=host:port with JAX_NUM_PROCESSES and JAX_PROCESS_ID, passed on
+    explicitly (JAX does not read the last two itself). Returns whether it ran.
     """
     if not any(os.environ.get(name) for name in _DISTRIBUTED_ENV):
         return False
-    if not jax.distributed.is_initialized():
+    if jax.distributed.is_initialized():
+        return True
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not address:
         jax.distributed.initialize()
+        return True
+    try:
+        count, index = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
+    except (KeyError, ValueError):
+        raise ValueError("JAX_COORDINATOR_ADDRESS is set: JAX_NUM_PROCESSES and JAX_PROCESS_ID "
+                         "must be set too, as integers") from None
+    jax.distributed.initialize(coordinator_address=address, num_processes=count,
+                               process_id=index)
     return True
 
 

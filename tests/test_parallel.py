@@ -2,6 +2,7 @@
 moved between device counts, and a run killed during an asynchronous save."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,44 @@ def test_killed_during_an_async_save_resumes_from_the_last_complete_checkpoint(t
     uninterrupted = train.train_and_evaluate(tiny_config(), tmp_path / "uninterrupted")
     assert resumed["exit_accuracy"] == uninterrupted["exit_accuracy"]
     assert resumed["policy"] == uninterrupted["policy"]
+
+
+TWO_PROCESS_WORKER = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+sys.path.insert(0, {tests!r})
+import train
+from test_train import tiny_config
+os.environ["JAX_PROCESS_ID"] = sys.argv[1]
+train.parallel.initialize_distributed()  # reads JAX_COORDINATOR_ADDRESS and the two below
+train.train_and_evaluate(tiny_config(), {workdir!r})
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_as_many_devices(tmp_path):
+    """2 processes x 2 CPU devices (gloo collectives): each builds its half of every batch,
+    orbax writes the checkpoints together, only process 0 reports; the result matches one
+    process on 4 devices (float sums in another order: at most a few flipped test images)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    script = TWO_PROCESS_WORKER.format(tests=str(REPO / "tests"), workdir=str(tmp_path / "mp"))
+    env = {**os.environ, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+           "JAX_NUM_PROCESSES": "2"}
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for i in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "final evaluation" in outputs[0] and "final evaluation" not in outputs[1]
+    assert "on 4 cpu device(s), 2 process(es)" in outputs[0]
+    two_processes = json.loads((tmp_path / "mp" / "report.json").read_text())
+    one_process = train.train_and_evaluate(devices_config(4), tmp_path / "single")
+    np.testing.assert_allclose(two_processes["exit_accuracy"], one_process["exit_accuracy"],
+                               atol=0.005)
+    assert sorted(p.name for p in (tmp_path / "mp" / "checkpoints").iterdir()) == ["2", "4", "6"]
