@@ -157,7 +157,7 @@ def fit(net: EarlyExitNet, objective: Objective, optimizer: optax.GradientTransf
             batch = parallel.global_batch(mesh, *batch)
         state, metrics = train_step(state, *batch)
         if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
-            accuracy = np.round(jax.device_get(metrics["exit_accuracy"]), 3).tolist()
+            accuracy = [round(float(a), 3) for a in jax.device_get(metrics["exit_accuracy"])]
             print(f"step {step + 1}/{steps}  loss {float(metrics['loss']):.4f}  "
                   f"train acc/exit {accuracy}", flush=True)
     return state
