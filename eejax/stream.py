@@ -1,24 +1,35 @@
 """The `stream` engine: every stage runs on full batches of survivors drawn from a stream.
 
-Each stage k >= 1 owns a device-side buffer of capacity 2B holding the samples that survived
-stage k-1 (activations, original index, policy state), packed at the front. One jitted step:
+Each stage k >= 1 owns a device-side buffer of the samples that survived stage k-1 (activations,
+original index, policy state): two halves of B rows, "front" (logical rows 0..B-1) and "back"
+(rows B..2B-1), holding up to 2B - 1 rows packed from the front. The stream advances in
+**ticks**, one jitted call each. A tick takes the next input batch through stage 0 and, in the
+same call, runs every later stage whose buffer holds a full batch:
 
-    rows [0, B) of its buffer -> stage k, head k, policy -> emit the samples that exit
-    -> gather the survivors (skipped when nobody exited) and append them to stage k+1's buffer
-       with one contiguous `dynamic_update_slice` (buffers are donated, updated in place)
-    -> move its own leftover rows [B, count) to the front (only when there are some)
+    for each stage k in the tick: the front half -> stage k, head k, policy
+        -> emit the samples that exit; the back half (leftover rows) becomes the front
+    then append each stage's survivors to the next stage's buffer: one gather puts them,
+    packed, after the rows already there (`_append`)
 
-Contiguous copies, not row scatters: XLA's CPU scatter moves one row at a time and cost more than
-the stage it fed. The host drains a buffer whenever it holds B rows, so it never holds more than
-2B - 1 and an append of B rows always fits.
+Why one call for several stages: the stages of a tick are independent (each reads rows that were
+in its buffer before the tick), and XLA runs independent work of one program side by side. On a
+2-core CPU, stages 0 and 1 take 186 ms together in one program against 209 ms as two calls;
+separate calls never overlap. Why two halves rather than one 2B-row array: a program that reads
+rows of a donated array and writes others makes XLA copy the whole array, twice, on CPU; with
+halves, a stage reads a whole half and the leftover rows move to the front by renaming.
 
-The host only keeps counts: after each step it reads how many survived (one scalar), and runs
-stage k+1 whenever its buffer holds a full batch. At the end of the stream the partial buffers are
-flushed with a validity mask. Samples finish out of order; the result is put back in stream order
-(`InferenceResult` rows follow the order samples arrived in).
+The host keeps the counts: after each tick it reads how many samples each buffer received (one
+[K] vector, the one device-to-host read per tick) and plans the next tick. Every buffer that
+holds B rows or more runs in the next tick, so no buffer ever holds more than 2B - 1 rows. At the
+end of the stream the partial buffers are flushed, shallow to deep, with a validity mask.
+Samples finish out of order; the result is put back in stream order (`InferenceResult` rows
+follow the order samples arrived in).
 
-Compiled shapes: per later stage two steps at batch B (with and without moving leftover rows),
-plus stage 0 at B and at the size of a short last batch.
+Compiled programs: one per tick **plan**, i.e. which later stages run, and whether an input batch
+comes with it (per input size: B, or a short last batch). That bounds them by 2^(K-1) with input
+per input size plus 2^(K-1) - 1 without, but a stream visits few, because exit patterns repeat
+(`compiled_plans` lists the ones built so far: 7 for the benchmark's 4-exit resnet at
+50/25/15/10 over 32 batches).
 """
 
 from __future__ import annotations
@@ -35,14 +46,8 @@ from eejax.network import EarlyExitNet, Variables
 from eejax.policies import Policy
 from eejax.readout import Readout, independent
 
-
-class _Buffer:
-    """Host-side bookkeeping of one stage's device buffer."""
-
-    def __init__(self, arrays: dict):
-        # {"h": [2B, ...], "index": [2B], "state": (policy state, readout carry), [2B, ...]}
-        self.arrays = arrays
-        self.count = 0  # rows held, packed at the front
+# The later stages that run in a tick, shallow to deep.
+Plan = tuple[int, ...]
 
 
 def stream_infer(
@@ -69,32 +74,26 @@ def stream_infer(
     policy.check(net.num_exits, net.num_classes)
     readout = independent() if readout is None else readout
     readout.check(net.num_exits)
-    steps = _steps(net, int(batch_size))
-    capacity = 2 * batch_size
-    buffers: list[_Buffer | None] = [None] * net.num_exits
+    batch_size = int(batch_size)
+    ticks = _ticks(net, batch_size)
+    counts = np.zeros(net.num_exits, np.int64)  # rows held by stage k's buffer (k >= 1)
+    buffers = None
     emitted: list[tuple[jax.Array, jax.Array, jax.Array, int]] = []
     seen = 0
 
-    def push(k: int, out: dict | None, survivors: jax.Array | None) -> None:
-        """Records what step k-1 appended to stage k's buffer, then drains full batches."""
-        if k >= net.num_exits or out is None:
-            return
-        buffers[k].arrays = out
-        buffers[k].count += int(survivors)  # the one device-to-host read per step
-        while buffers[k].count >= batch_size:
-            run(k)
+    def tick(plan: Plan, x=None, index=None) -> None:
+        nonlocal buffers
+        buffers, received, outputs = ticks.step(plan, x is not None)(
+            variables, policy, readout, x, index, buffers, jnp.asarray(counts, jnp.int32))
+        buffers = _swap_halves(buffers, plan)
+        stages = ([0] if x is not None else []) + list(plan)
+        emitted.extend((*out, k) for out, k in zip(outputs, stages, strict=True))
+        for k in plan:
+            counts[k] = max(counts[k] - batch_size, 0)
+        counts[:] += np.asarray(received)  # the one device-to-host read per tick
 
-    def run(k: int) -> None:
-        buffer, target = buffers[k], buffers[k + 1] if k + 1 < net.num_exits else None
-        # The host knows the counts, so it picks the variant that moves leftover rows only when
-        # there are some (a device-side cond would copy the whole buffer either way).
-        step = steps.later[k, buffer.count > batch_size]
-        buffer.arrays, out, survivors, logits, leave, index = step(
-            variables, policy, readout, buffer.arrays, buffer.count,
-            None if target is None else target.arrays, 0 if target is None else target.count)
-        buffer.count = max(buffer.count - batch_size, 0)
-        emitted.append((logits, leave, index, k))
-        push(k + 1, out, survivors)
+    def full_stages(also: int | None = None) -> Plan:
+        return tuple(k for k in range(1, net.num_exits) if counts[k] >= batch_size or k == also)
 
     for x in batches:
         net.check_input(x, name="a batch of the stream")
@@ -102,20 +101,19 @@ def stream_infer(
         if size > batch_size:
             raise ValueError(f"a batch of the stream holds {size} samples, more than "
                              f"batch_size={batch_size}")
-        index = jnp.arange(seen, seen + size, dtype=jnp.int32)
-        if net.num_exits > 1 and buffers[1] is None:
-            _allocate(net, policy, readout, buffers, x, capacity)
-        out, survivors, logits, leave = steps.first(
-            variables, policy, readout, jnp.asarray(x), index,
-            None if net.num_exits == 1 else buffers[1].arrays,
-            0 if net.num_exits == 1 else buffers[1].count)
-        emitted.append((logits, leave, index, 0))
+        if buffers is None:
+            buffers = _allocate(net, policy, readout, x.dtype, batch_size)
+        tick(full_stages(), jnp.asarray(x), jnp.arange(seen, seen + size, dtype=jnp.int32))
         seen += size
-        push(1, out, survivors)
     for k in range(1, net.num_exits):  # flush partial buffers, shallow to deep
-        while buffers[k] is not None and buffers[k].count > 0:
-            run(k)
+        while counts[k] > 0:
+            tick(full_stages(also=k))
     return _assemble(net, emitted, seen)
+
+
+def compiled_plans(net: EarlyExitNet, batch_size: int) -> list[tuple[Plan, bool]]:
+    """The (plan, with an input batch) pairs compiled so far for `net` at `batch_size`."""
+    return list(_ticks(net, batch_size).jitted)
 
 
 def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
@@ -135,74 +133,103 @@ def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
     return InferenceResult(jnp.asarray(logits), jnp.asarray(exit_index), jnp.asarray(cost))
 
 
-def _allocate(net, policy, readout, buffers, x, capacity) -> None:
-    """Creates an empty buffer of `capacity` rows for every stage after the first."""
+def _allocate(net, policy, readout, dtype, batch_size) -> tuple[dict, ...]:
+    """Empty buffers for stages 1..K-1, each {"front": rows, "back": rows} with rows =
+    {"h": [B, ...], "index": [B], "state": (policy state, readout carry) [B, ...]}."""
     state = jax.eval_shape(lambda index: init_exit_state(policy, readout, index, net.num_classes),
-                           jnp.zeros(capacity, jnp.int32))
-    for k in range(1, net.num_exits):
-        arrays = {
-            "h": net.empty_features(k - 1, capacity, x.dtype),
-            "index": jnp.zeros(capacity, jnp.int32),
-            "state": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state),
-        }
-        buffers[k] = _Buffer(arrays)
+                           jnp.zeros(batch_size, jnp.int32))
+
+    def empty(k):
+        return {"h": net.empty_features(k - 1, batch_size, dtype),
+                "index": jnp.zeros(batch_size, jnp.int32),
+                "state": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state)}
+
+    return tuple({"front": empty(k), "back": empty(k)} for k in range(1, net.num_exits))
 
 
-class _Steps:
-    def __init__(self, first, later):
-        self.first = first
-        self.later = later
+class _Ticks:
+    """The jitted tick programs of one net and batch size, built per plan on first use."""
+
+    def __init__(self, net: EarlyExitNet, batch_size: int):
+        self.net, self.batch_size = net, batch_size
+        self.jitted: dict[tuple[Plan, bool], object] = {}
+
+    def step(self, plan: Plan, with_input: bool):
+        key = (plan, with_input)
+        if key not in self.jitted:
+            self.jitted[key] = jax.jit(functools.partial(self._tick, plan), donate_argnums=(5,))
+        return self.jitted[key]
+
+    def _tick(self, plan, variables, policy, readout, x, index, buffers, counts):
+        """One tick: stage 0 on x (if given) and the plan's later stages on their buffers.
+
+        Returns (buffers, received [K]: rows appended to each buffer, [(logits [b, C],
+        leave [b], index [b])] for stage 0 then the plan's stages)."""
+        net, batch = self.net, self.batch_size
+        outputs, incoming = [], {}  # incoming[k]: (rows, keep) bound for stage k's buffer
+        if x is not None:
+            h = net.apply_stage(0, variables, x)
+            state = init_exit_state(policy, readout, index, net.num_classes)
+            logits, leave, state = exit_step(net, variables, policy, readout, 0, h, state)
+            outputs.append((logits, leave, index))
+            incoming[1] = ({"h": h, "index": index, "state": state}, ~leave)
+        buffers = list(buffers)
+        for k in plan:
+            rows = buffers[k - 1]["front"]
+            valid = jnp.arange(batch) < counts[k]
+            h = net.apply_stage(k, variables, rows["h"])
+            logits, fire, state = exit_step(net, variables, policy, readout, k, h, rows["state"])
+            leave = fire & valid
+            outputs.append((logits, leave, rows["index"]))
+            # The leftover rows become the front by a change of names, not a copy.
+            buffers[k - 1] = {"front": buffers[k - 1]["back"], "back": rows}
+            incoming[k + 1] = ({"h": h, "index": rows["index"], "state": state}, valid & ~leave)
+        received = jnp.zeros(net.num_exits, jnp.int32)
+        for k, (rows, keep) in incoming.items():
+            if k == net.num_exits:  # the last stage's samples all leave
+                continue
+            start = jnp.maximum(counts[k] - batch, 0) if k in plan else counts[k]
+            buffers[k - 1] = _append(buffers[k - 1], start, rows, keep)
+            received = received.at[k].set(jnp.sum(keep, dtype=jnp.int32))
+        return _swap_halves(buffers, plan), received, outputs
+
+
+def _swap_halves(buffers, plan: Plan) -> tuple[dict, ...]:
+    """Exchanges the names "front" and "back" of the buffers of the stages in `plan`.
+
+    A stage that ran promotes its back half to the front. The tick returns each half in the
+    position it came in, because jax pairs donated inputs with outputs by position: returned
+    under the swapped names, every half would be copied into the other's memory. So the tick
+    swaps back before returning and the host swaps again after the call.
+    """
+    return tuple({"front": b["back"], "back": b["front"]} if k in plan else b
+                 for k, b in enumerate(buffers, start=1))
 
 
 @functools.lru_cache(maxsize=16)
-def _steps(net: EarlyExitNet, batch_size: int) -> _Steps:
-    """The jitted per-stage steps for one net and batch size."""
-
-    def append(out, count, rows, keep):
-        """Writes the rows where `keep` (packed, in order) to `out` from row `count` on."""
-        everyone = jnp.all(keep)
-        rows = jax.lax.cond(everyone, lambda r: r, _gather_kept(keep), rows)
-        out = jax.tree.map(
-            lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype),
-                                                                 count, axis=0), out, rows)
-        return out, jnp.sum(keep)
-
-    def first(variables, policy, readout, x, index, out, count):
-        h = net.apply_stage(0, variables, x)
-        state = init_exit_state(policy, readout, index, net.num_classes)
-        logits, leave, state = exit_step(net, variables, policy, readout, 0, h, state)
-        if out is None:
-            return None, None, logits, leave
-        rows = {"h": h, "index": index, "state": state}
-        out, survivors = append(out, count, rows, ~leave)
-        return out, survivors, logits, leave
-
-    def later_step(k, shift, variables, policy, readout, buffer, count, out, out_count):
-        rows = jax.tree.map(lambda a: a[:batch_size], buffer)
-        valid = jnp.arange(batch_size) < count
-        h = net.apply_stage(k, variables, rows["h"])
-        logits, fire, state = exit_step(net, variables, policy, readout, k, h, rows["state"])
-        leave = fire & valid
-        if shift:
-            buffer = jax.tree.map(
-                lambda a: jax.lax.dynamic_update_slice_in_dim(a, a[batch_size:], 0, axis=0),
-                buffer)
-        if out is None:
-            return buffer, None, None, logits, leave, rows["index"]
-        kept = {"h": h, "index": rows["index"], "state": state}
-        out, survivors = append(out, out_count, kept, valid & ~leave)
-        return buffer, out, survivors, logits, leave, rows["index"]
-
-    later = {(k, shift): jax.jit(functools.partial(later_step, k, shift), donate_argnums=(3, 5))
-             for k in range(1, net.num_exits) for shift in (False, True)}
-    return _Steps(jax.jit(first, donate_argnums=(5,)), later)
+def _ticks(net: EarlyExitNet, batch_size: int) -> _Ticks:
+    return _Ticks(net, batch_size)
 
 
-def _gather_kept(keep: jax.Array):
-    """rows -> the rows where `keep`, packed at the front, in order (padding after them)."""
+def _append(buffer: dict, start: jax.Array, rows, keep: jax.Array) -> dict:
+    """Writes the rows where `keep` (packed, in order) into `buffer` from logical row `start`.
 
-    def gather(rows):
-        (order,) = jnp.nonzero(keep, size=keep.shape[0], fill_value=0)
-        return jax.tree.map(lambda a: jnp.take(a, order, axis=0), rows)
+    buffer: {"front": rows 0..B-1, "back": rows B..2B-1}, each a pytree of [B, ...] arrays;
+    start < B. One gather puts kept row j at position (start + j) mod B ("rolled"): positions
+    >= start of the new front, and the overflow, positions < start, which is the new back.
+    Reading and writing one donated array in the same program makes XLA copy it whole (twice,
+    on CPU); here the front is only rewritten by an elementwise select, the back is replaced.
+    """
+    batch = jax.tree.leaves(buffer["front"])[0].shape[0]  # B; rows may be fewer (a short batch)
+    (order,) = jnp.nonzero(keep, size=batch, fill_value=0)
+    position = jnp.arange(batch)
+    rolled = jax.tree.map(lambda a: jnp.take(a, order[(position - start) % batch], axis=0),
+                          rows)
 
-    return gather
+    def merge(old, new):
+        after_start = (position >= start).reshape((batch,) + (1,) * (old.ndim - 1))
+        return jnp.where(after_start, new.astype(old.dtype), old)
+
+    front = jax.tree.map(merge, buffer["front"], rolled)
+    back = jax.tree.map(lambda old, new: new.astype(old.dtype), buffer["back"], rolled)
+    return {"front": front, "back": back}

@@ -143,6 +143,43 @@ def test_costs_come_from_xla_and_match_a_hand_count(tiny_net):
     assert np.all(net.costs.head > 0) and np.all(np.diff(net.costs.to_exit) > 0)
 
 
+def test_stream_runs_ready_stages_together_and_compiles_one_program_per_plan(tiny_net):
+    """Nobody exits: from the third batch on, every tick runs all three stages in one program
+    (stage 0 on the new batch, stages 1 and 2 on earlier batches' survivors)."""
+    from eejax import stream
+    from eejax.stream import compiled_plans, stream_infer
+
+    net, variables = tiny_net
+    stream._ticks.cache_clear()  # so that the plans listed below are the ones this stream ran
+    batch = 7
+    x = images(5 * batch, seed=8)
+    policy = policies.oracle(np.full(len(x), 2))
+    streamed = stream_infer(net, variables, np.split(x, 5), policy, batch_size=batch)
+    assert_matches(streamed, *reference(net, variables, x, "oracle", targets=np.full(len(x), 2)))
+    assert set(compiled_plans(net, batch)) == {
+        ((), True), ((1,), True), ((1, 2), True),  # filling the pipeline, then steady
+        ((1, 2), False), ((2,), False)}  # the flush after the last batch
+
+
+def test_stream_with_leftover_rows_and_a_short_last_batch_matches_masked(tiny_net):
+    """Survivor counts that do not divide the batch leave rows behind in the buffers, which
+    must come to the front and run in a later tick."""
+    from eejax.stream import stream_infer
+
+    net, variables = tiny_net
+    batch, x = 8, images(157, seed=9)
+    targets = np.random.default_rng(9).choice(3, size=len(x), p=[0.3, 0.3, 0.4])
+    held, leftover = 0, False  # replays stage 1's buffer count on the host
+    for start in range(0, len(x), batch):
+        held = (held - batch if held >= batch else held) + int(np.sum(
+            targets[start:start + batch] > 0))
+        leftover |= held > batch
+    assert leftover, "this exit pattern must leave rows behind, else the test proves nothing"
+    batches = [x[i:i + batch] for i in range(0, len(x), batch)]
+    streamed = stream_infer(net, variables, batches, policies.oracle(targets), batch_size=batch)
+    assert_matches(streamed, *reference(net, variables, x, "oracle", targets=targets))
+
+
 def test_second_call_with_same_shapes_compiles_nothing(tiny_net):
     net, variables = tiny_net
     x = images(20, seed=1)
