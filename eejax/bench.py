@@ -11,14 +11,16 @@ Two workloads:
                     fractions leave at each exit; the engines then run on test digits, and the
                     ideals come from the exits they really take.
 For every engine: samples/s (median of --repeats
-timed runs after a warm-up that includes compilation, each ended by `block_until_ready`), speedup
+timed runs after a warm-up that includes compilation, each ended by `block_until_ready`; the
+engines take turns, run by run, so machine noise hits them alike), speedup
 over `dense`, and efficiency = achieved speedup / ideal speedup, against two ideals:
 
   flop ideal   cost(all stages and heads) / mean FLOPs per sample  (XLA cost analysis)
   time ideal   the same ratio with each stage+head's measured time at the full batch
 
 FLOPs mis-predict time on real hardware (small late stages run below peak), so both are shown.
-`stream` processes --stream-batches batches per timed run; the others one batch.
+`stream` processes --stream-batches batches per timed run (a dataset: the partial batches it
+flushes at the end of the stream are a fixed cost per stream); the others one batch.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="exit fractions per exit, comma-separated; several to compare")
     parser.add_argument("--engines", default="dense,masked,compact,stream")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--stream-batches", type=int, default=8)
+    parser.add_argument("--stream-batches", type=int, default=32,
+                        help="batches of the stream engine's dataset per timed run")
     parser.add_argument("--trained", type=int, default=0, metavar="STEPS",
                         help="train on the embedded digits for STEPS steps and calibrate "
                              "thresholds per split (0: random weights, oracle policy)")
@@ -64,15 +67,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `fn` over `repeats` runs, after one warm-up run (compilation)."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each fn over `repeats` runs, after one warm-up run each (compilation).
+
+    The runs are interleaved (round robin over the fns), so that a slow spell of a shared machine
+    lands on every fn alike instead of on whichever was being timed: the ratios stay honest.
+    """
+    for fn in fns.values():
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def oracle_exits(fractions: list[float], size: int, seed: int) -> np.ndarray:
@@ -90,7 +99,7 @@ def stage_times(net, variables, x, repeats: int) -> np.ndarray:
         stage = jax.jit(functools.partial(net.apply_stage, k))
         head = jax.jit(functools.partial(net.apply_head, k))
         step = functools.partial(lambda s, hd, h: hd(variables, s(variables, h)), stage, head, h)
-        times.append(median_seconds(step, repeats))
+        times.append(median_seconds({"step": step}, repeats)["step"])
         h = jax.block_until_ready(stage(variables, h))
     return np.asarray(times)
 
@@ -120,12 +129,12 @@ def run_split(net, variables, fractions, args, engines, per_stage_time, workload
         runners[engine] = lambda e=engine: eejax.infer(net, variables, x, policy, engine=e)
     cumulative_time = np.cumsum(per_stage_time)
     results = {}
+    seconds = median_seconds({e: lambda e=e: runners[e]().logits for e in engines}, args.repeats)
     for engine in engines:
-        seconds = median_seconds(lambda e=engine: runners[e]().logits, args.repeats)
         # Each engine's ideals come from the exits of the samples it processed.
         used = np.asarray(runners[engine]().exit)
         results[engine] = {
-            "throughput": len(used) / seconds, "seconds": seconds,
+            "throughput": len(used) / seconds[engine], "seconds": seconds[engine],
             "ideal_speedup": net.costs.total / float(np.mean(net.costs.to_exit[used])),
             "time_ideal_speedup": cumulative_time[-1] / float(np.mean(cumulative_time[used])),
             "measured_exit_fractions": (np.bincount(used, minlength=net.num_exits)
