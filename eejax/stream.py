@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eejax.engines import InferenceResult, exit_step, init_exit_state
+from eejax.engines import InferenceResult, cost_of_exit, exit_step, init_exit_state
 from eejax.network import EarlyExitNet, Variables
 from eejax.policies import Policy
 from eejax.readout import Readout, independent
@@ -129,8 +129,8 @@ def _assemble(net: EarlyExitNet, emitted: list, total: int) -> InferenceResult:
         exit_index[index[leave]] = k
     if np.any(exit_index < 0):  # an engine bug, never a user error
         raise RuntimeError("stream engine lost samples")
-    cost = np.asarray(net.costs.to_exit, np.float32)[exit_index]
-    return InferenceResult(jnp.asarray(logits), jnp.asarray(exit_index), jnp.asarray(cost))
+    exit_index = jnp.asarray(exit_index)
+    return InferenceResult(jnp.asarray(logits), exit_index, cost_of_exit(net, exit_index))
 
 
 def _allocate(net, policy, readout, dtype, batch_size) -> tuple[dict, ...]:
