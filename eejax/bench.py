@@ -67,21 +67,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each fn over `repeats` runs, after one warm-up run each (compilation).
+def median_seconds(fns: dict[str, Callable[[], object]],
+                   repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Median wall time of each fn over `repeats` runs, after one warm-up run each (compilation),
+    and each fn's output (from its warm-up run).
 
     The runs are interleaved (round robin over the fns), so that a slow spell of a shared machine
     lands on every fn alike instead of on whichever was being timed: the ratios stay honest.
     """
-    for fn in fns.values():
-        jax.block_until_ready(fn())
+    outputs = {name: jax.block_until_ready(fn()) for name, fn in fns.items()}
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in times.items()}, outputs
 
 
 def oracle_exits(fractions: list[float], size: int, seed: int) -> np.ndarray:
@@ -99,7 +100,7 @@ def stage_times(net, variables, x, repeats: int) -> np.ndarray:
         stage = jax.jit(functools.partial(net.apply_stage, k))
         head = jax.jit(functools.partial(net.apply_head, k))
         step = functools.partial(lambda s, hd, h: hd(variables, s(variables, h)), stage, head, h)
-        times.append(median_seconds({"step": step}, repeats)["step"])
+        times.append(median_seconds({"step": step}, repeats)[0]["step"])
         h = jax.block_until_ready(stage(variables, h))
     return np.asarray(times)
 
@@ -129,10 +130,10 @@ def run_split(net, variables, fractions, args, engines, per_stage_time, workload
         runners[engine] = lambda e=engine: eejax.infer(net, variables, x, policy, engine=e)
     cumulative_time = np.cumsum(per_stage_time)
     results = {}
-    seconds = median_seconds({e: lambda e=e: runners[e]().logits for e in engines}, args.repeats)
+    seconds, outputs = median_seconds({e: runners[e] for e in engines}, args.repeats)
     for engine in engines:
         # Each engine's ideals come from the exits of the samples it processed.
-        used = np.asarray(runners[engine]().exit)
+        used = np.asarray(outputs[engine].exit)
         results[engine] = {
             "throughput": len(used) / seconds[engine], "seconds": seconds[engine],
             "ideal_speedup": net.costs.total / float(np.mean(net.costs.to_exit[used])),
