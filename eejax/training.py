@@ -13,6 +13,8 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from eejax import parallel
+from eejax.data import batch_indices
 from eejax.data.augment import augment_batch
 from eejax.network import EarlyExitNet, Variables
 from eejax.objectives import Objective
@@ -140,9 +142,6 @@ def fit(net: EarlyExitNet, objective: Objective, optimizer: optax.GradientTransf
     images: [N, *net.input_shape]; labels: [N]. With a `mesh`, data-parallel over its devices
     (parameters replicated). Prints progress every `log_every` steps (0: never).
     """
-    from eejax import parallel
-    from eejax.data import batch_indices
-
     state = create_train_state(net, optimizer, seed)
     shardings = None
     if mesh is not None:
